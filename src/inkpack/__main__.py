@@ -1,0 +1,5 @@
+import sys
+
+from inkpack.cli import main
+
+sys.exit(main())

@@ -1,0 +1,120 @@
+"""Batching of variable-size examples into one :class:`Batch` that carries true sizes.
+
+Three strategies share the same type: ``pad-max`` pads every example to the
+largest size of the dataset, ``pad-min`` pads each batch only to its own widest
+(and tallest) example, and ``pack`` (see :mod:`inkpack.packing`) tiles examples
+into a canvas. Whatever the strategy, models read ``heights``/``widths`` to know
+where the real pixels are, so CTC gets each example's exact output length.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Batch:
+    """Images ``[B, C, H, W]`` (zero-padded bottom/right) with their true sizes.
+
+    ``targets`` is the concatenation of the label sequences, ``target_lengths`` their
+    lengths (the layout ``torch.nn.functional.ctc_loss`` takes). ``texts`` and ``ids``
+    travel along for evaluation and error messages. ``packing`` is set by the packer
+    and holds the canvas layout; it is ``None`` for padded batches.
+    """
+
+    images: torch.Tensor
+    heights: torch.Tensor
+    widths: torch.Tensor
+    targets: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    target_lengths: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    texts: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    packing: object | None = None
+
+    def __len__(self) -> int:
+        return len(self.widths)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        self.images = self.images.to(device)
+        return self
+
+    @property
+    def real_pixels(self) -> int:
+        return int((self.heights * self.widths).sum())
+
+    @property
+    def canvas_pixels(self) -> int:
+        return int(self.images.shape[0] * self.images.shape[-2] * self.images.shape[-1])
+
+
+def pad_collate(
+    images: Sequence[torch.Tensor],
+    labels: Sequence[Sequence[int]] | None = None,
+    texts: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    pad_to: tuple[int, int] | None = None,
+    pad_value: float = 0.0,
+) -> Batch:
+    """Stack ``[C, H, W]`` tensors, padding bottom/right to the batch max (or ``pad_to``)."""
+    if not images:
+        raise ValueError("pad_collate: empty batch")
+    c = images[0].shape[0]
+    hs = torch.tensor([im.shape[-2] for im in images], dtype=torch.long)
+    ws = torch.tensor([im.shape[-1] for im in images], dtype=torch.long)
+    H, W = int(hs.max()), int(ws.max())
+    if pad_to is not None:
+        H, W = max(H, pad_to[0]), max(W, pad_to[1])
+    out = images[0].new_full((len(images), c, H, W), pad_value)
+    for i, im in enumerate(images):
+        out[i, :, : im.shape[-2], : im.shape[-1]] = im
+    batch = Batch(images=out, heights=hs, widths=ws)
+    if labels is not None:
+        batch.targets = torch.tensor([l for lab in labels for l in lab], dtype=torch.long)
+        batch.target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
+    batch.texts = list(texts) if texts is not None else []
+    batch.ids = list(ids) if ids is not None else []
+    return batch
+
+
+def bucket_batches(
+    widths: Sequence[int],
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    bucket_factor: int = 50,
+) -> list[list[int]]:
+    """Group indices of similar width so that minimal padding wastes little.
+
+    Indices are shuffled, cut into chunks of ``batch_size * bucket_factor``, each chunk
+    sorted by width and cut into batches; the batch order is shuffled again. This keeps
+    randomness across epochs while padding each batch only to near-equal widths.
+    """
+    rng = random.Random(seed)
+    idx = list(range(len(widths)))
+    if shuffle:
+        rng.shuffle(idx)
+    chunk = max(batch_size, batch_size * bucket_factor)
+    batches: list[list[int]] = []
+    for s in range(0, len(idx), chunk):
+        part = sorted(idx[s : s + chunk], key=lambda i: widths[i])
+        batches.extend(part[j : j + batch_size] for j in range(0, len(part), batch_size))
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def random_batches(n: int, batch_size: int, shuffle: bool = True, seed: int = 0) -> list[list[int]]:
+    """Plain random batches (the seed's minimal-padding baseline without sorting)."""
+    idx = list(range(n))
+    if shuffle:
+        random.Random(seed).shuffle(idx)
+    return [idx[j : j + batch_size] for j in range(0, n, batch_size)]
+
+
+def iter_chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]

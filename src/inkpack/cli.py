@@ -1,0 +1,221 @@
+"""The ``inkpack`` command. User errors print one line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from inkpack.errors import InkpackError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write_json(path: str | None, data: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------ train
+def cmd_train(a: argparse.Namespace) -> int:
+    from inkpack.train.loop import TrainConfig, train
+
+    over = {
+        "train": a.train, "val": a.val, "out": a.out, "arch": a.arch, "height": a.height,
+        "batch_size": a.batch_size, "lr": a.lr, "epochs": a.epochs, "patience": a.patience,
+        "batching": a.batching, "seed": a.seed, "threads": a.threads, "time_limit": a.time_limit,
+        "max_steps": a.max_steps, "limit": a.limit,
+    }
+    if a.no_augment:
+        over["augment"] = False
+    if a.config:
+        cfg = TrainConfig.from_yaml(a.config, **over)
+    else:
+        if not a.train:
+            raise InkpackError("train: give TRAIN data (a TSV manifest, PAGE-XML or IAM lines.txt) or --config")
+        cfg = TrainConfig(**{k: v for k, v in over.items() if v is not None})
+    if not cfg.train:
+        raise InkpackError("train: no training data (set 'train' in the config or pass TRAIN)")
+    result = train(cfg)
+    print(json.dumps(result))
+    return 0
+
+
+# ------------------------------------------------------------------ evaluate / recognize
+def _recognizer(model: str | None):
+    from inkpack.recognizer import LineRecognizer
+
+    return LineRecognizer.load(model)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    import torch
+
+    from inkpack.data.lines import load_lineset
+    from inkpack.metrics import ErrorCounts
+
+    torch.set_num_threads(a.threads)
+    rec = _recognizer(a.model)
+    lines = load_lineset(a.data, rec.height, progress=False)
+    for msg in lines.skipped:
+        print(f"skipped: {msg}", file=sys.stderr)
+    if len(lines) == 0:
+        raise InkpackError(f"{a.data}: no readable lines")
+    images = [torch.from_numpy(im.astype("float32") / 255.0)[None] for im in lines.images]
+    rec.recognize_prepared(images[: min(4, len(images))], a.batch_size)  # warm-up
+    t0 = time.perf_counter()
+    hyps = rec.recognize_prepared(images, a.batch_size)
+    dt = time.perf_counter() - t0
+    counts = ErrorCounts()
+    for h, r in zip(hyps, lines.texts):
+        counts.add(h, r)
+    res = {
+        "cer": counts.cer, "wer": counts.wer, "lines": len(lines), "skipped": len(lines.skipped),
+        "lines_per_s": len(lines) / dt, "ms_per_line": 1000 * dt / len(lines),
+        "threads": a.threads, "batch_size": a.batch_size,
+    }
+    print(f"CER {100 * res['cer']:.2f}%  WER {100 * res['wer']:.2f}%  lines {res['lines']}  "
+          f"{res['lines_per_s']:.1f} lines/s  {res['ms_per_line']:.2f} ms/line")
+    _write_json(a.json, res)
+    return 0
+
+
+def cmd_recognize(a: argparse.Namespace) -> int:
+    import torch
+
+    from inkpack.data.images import load_gray
+    from inkpack.errors import BadSampleError
+
+    torch.set_num_threads(a.threads)
+    rec = _recognizer(a.model)
+    grays, names, failed = [], [], 0
+    for path in a.images:
+        try:
+            grays.append(load_gray(path))
+            names.append(path)
+        except BadSampleError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+    for name, text in zip(names, rec.recognize(grays)):
+        print(f"{name}\t{text}" if len(a.images) > 1 else text)
+    return 2 if failed else 0
+
+
+# ------------------------------------------------------------------ models / demo
+def cmd_models(a: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from inkpack.models import REGISTRY, build_model
+
+    print(f"{'architecture':<16} {'input':<6} {'params':>9} {'GFLOPs':>8}  description")
+    for name, spec in sorted(REGISTRY.items()):
+        model = build_model(name, 86).eval()
+        params = sum(p.numel() for p in model.parameters())
+        gflops = float("nan")
+        if spec.input_kind == "image":
+            h = getattr(model, "height", 48)
+            x = torch.zeros(1, 1, h, 8 * h)  # a typical line: 8x wider than high
+            try:
+                from inkpack.compress.report import count_flops
+
+                gflops = count_flops(model, (x, torch.tensor([h]), torch.tensor([x.shape[-1]]))) / 1e9
+            except ImportError:
+                with FlopCounterMode(display=False) as fc, torch.no_grad():
+                    model(x, torch.tensor([h]), torch.tensor([x.shape[-1]]))
+                gflops = fc.get_total_flops() / 1e9
+        print(f"{name:<16} {spec.input_kind:<6} {params / 1e6:>8.2f}M {gflops:>8.3f}  {spec.description}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """Recognize the bundled sample lines with the bundled model."""
+    import torch
+
+    from inkpack.data.lines import load_lineset
+    from inkpack.metrics import ErrorCounts
+
+    torch.set_num_threads(1)
+    rec = _recognizer(a.model)
+    manifest = REPO / "samples" / "hooker" / "samples.tsv"
+    lines = load_lineset(str(manifest), rec.height, progress=False)
+    images = [torch.from_numpy(im.astype("float32") / 255.0)[None] for im in lines.images]
+    rec.recognize_prepared(images[:2], 1)
+    counts = ErrorCounts()
+    t0 = time.perf_counter()
+    hyps = [rec.recognize_prepared([im], 1)[0] for im in images]
+    dt = time.perf_counter() - t0
+    for lid, h, r in zip(lines.ids, hyps, lines.texts):
+        counts.add(h, r)
+        print(f"{lid}\n  truth: {r}\n  read:  {h}")
+    print(f"\n{len(hyps)} lines  CER {100 * counts.cer:.2f}%  WER {100 * counts.wer:.2f}%  "
+          f"{1000 * dt / len(hyps):.1f} ms/line (1 thread)")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inkpack", description="Train, compress and deploy compact handwriting recognizers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a line recognizer with CTC")
+    t.add_argument("train", nargs="?", help="training data: TSV manifest, PAGE-XML file/folder or IAM lines.txt")
+    t.add_argument("--val", help="validation data (same formats)")
+    t.add_argument("--config", help="YAML config (flags override it)")
+    t.add_argument("--out", help="run directory for checkpoints, logs and the best model")
+    t.add_argument("--arch", help="architecture (see `inkpack models`)")
+    t.add_argument("--height", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--patience", type=int)
+    t.add_argument("--batching", choices=["pad-max", "pad-min", "pack"])
+    t.add_argument("--seed", type=int)
+    t.add_argument("--threads", type=int)
+    t.add_argument("--time-limit", type=float, help="minutes")
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--limit", type=int, help="use only the first N training lines")
+    t.add_argument("--no-augment", action="store_true")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("evaluate", help="CER/WER and speed on labelled data")
+    e.add_argument("data", help="TSV manifest, PAGE-XML file/folder or IAM lines.txt")
+    e.add_argument("--model", help="model path (default: the bundled offline model)")
+    e.add_argument("--json", help="write the results as JSON here")
+    e.add_argument("--batch-size", type=int, default=1)
+    e.add_argument("--threads", type=int, default=1)
+    e.set_defaults(fn=cmd_evaluate)
+
+    r = sub.add_parser("recognize", help="print one transcription per image")
+    r.add_argument("images", nargs="+")
+    r.add_argument("--model")
+    r.add_argument("--threads", type=int, default=1)
+    r.set_defaults(fn=cmd_recognize)
+
+    m = sub.add_parser("models", help="list architectures with parameters and GFLOPs")
+    m.set_defaults(fn=cmd_models)
+
+    d = sub.add_parser("demo", help="recognize the bundled samples with the bundled model")
+    d.add_argument("--model")
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except InkpackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: alphabets, images, ink and file formats."""

@@ -1,0 +1,70 @@
+"""Convolution stacks described by a small config list, with width bookkeeping.
+
+A config item is ``("c", out_channels, kernel)`` for conv+BN+LeakyReLU (same
+padding, stride 1) or ``("p", pool_h, pool_w)`` for max pooling. Only pooling
+changes sizes, so true widths follow ``ceil(w / pool_w)`` (ceil_mode pooling):
+that is what CTC needs to know about each example.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from inkpack.errors import InkpackError
+
+ConvCfg = Sequence[tuple]
+
+
+class ConvStack(nn.Module):
+    def __init__(self, in_channels: int, cfg: ConvCfg, negative_slope: float = 0.1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        self.pools: list[tuple[int, int]] = []
+        for item in cfg:
+            kind = item[0]
+            if kind == "c":
+                out, k = int(item[1]), int(item[2])
+                layers += [
+                    nn.Conv2d(c, out, k, padding=k // 2, bias=False),
+                    nn.BatchNorm2d(out),
+                    nn.LeakyReLU(negative_slope, inplace=True),
+                ]
+                c = out
+            elif kind == "p":
+                ph, pw = int(item[1]), int(item[2])
+                layers.append(nn.MaxPool2d((ph, pw), stride=(ph, pw), ceil_mode=True))
+                self.pools.append((ph, pw))
+            else:
+                raise ValueError(f"conv config: unknown item {item!r}")
+        self.body = nn.Sequential(*layers)
+        self.out_channels = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def out_size(self, h: int, w: int) -> tuple[int, int]:
+        for ph, pw in self.pools:
+            h, w = math.ceil(h / ph), math.ceil(w / pw)
+        return h, w
+
+    def out_widths(self, widths: torch.Tensor) -> torch.Tensor:
+        w = widths.clone()
+        for _, pw in self.pools:
+            w = torch.div(w + pw - 1, pw, rounding_mode="floor")
+        return w
+
+    @property
+    def width_factor(self) -> int:
+        f = 1
+        for _, pw in self.pools:
+            f *= pw
+        return f
+
+    def check_input(self, h: int, w: int) -> None:
+        if min(h, w) < 1:
+            raise InkpackError(f"input too small: {h}x{w}")

@@ -1,0 +1,365 @@
+"""The CTC training loop for line recognizers: resumable, logged, early-stopped.
+
+Exact resume: the batch order of epoch ``e`` is a pure function of ``(seed, e)``,
+augmentation is seeded per ``(seed, epoch, example)``, and the checkpoint stores the
+model, optimizer, scheduler, torch/numpy/python RNG states and the position inside
+the epoch. Restarting the same command after a SIGKILL continues from the last
+checkpoint and takes the very same next step.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from inkpack.batching import Batch, bucket_batches, random_batches
+from inkpack.data.alphabet import Alphabet
+from inkpack.data.images import AugmentConfig
+from inkpack.data.lines import LineBatcher, LineSet, load_lineset
+from inkpack.errors import InkpackError, UnknownCharacterError
+from inkpack.metrics import ErrorCounts
+from inkpack.model_io import save_model
+from inkpack.models import REGISTRY, build_model
+from inkpack.train.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from inkpack.train.plot import plot_curves
+
+
+@dataclass
+class TrainConfig:
+    train: str = ""
+    val: str | None = None
+    out: str = "runs/default"
+    arch: str = "darknet-dblstm"
+    height: int = 48
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 30
+    warmup_steps: int = 300
+    patience: int = 8
+    batching: str = "pad-min"  # pad-max | pad-min | pack
+    augment: bool = True
+    seed: int = 1234
+    threads: int = 0
+    time_limit: float = 0.0  # minutes; 0 = no limit
+    max_steps: int = 0  # 0 = no limit
+    ckpt_every: int = 200  # steps between mid-epoch checkpoints
+    limit: int | None = None  # use only the first N training lines (smoke tests)
+    val_limit: int | None = None
+    options: dict = field(default_factory=dict)
+    progress: bool = True
+
+    @classmethod
+    def from_yaml(cls, path: str, **overrides) -> "TrainConfig":
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise InkpackError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise InkpackError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InkpackError(f"{path}: unknown config keys {sorted(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+
+def needed_frames(labels: list[int]) -> int:
+    """CTC needs one frame per label plus a blank between repeated labels."""
+    return len(labels) + sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+
+
+def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean per-line CTC loss (sum over the line, mean over lines)."""
+    lp = logits.log_softmax(-1)
+    loss = F.ctc_loss(
+        lp, batch.targets, lengths, batch.target_lengths, blank=0, reduction="sum", zero_infinity=True
+    )
+    return loss / max(1, len(batch))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        if cfg.arch not in REGISTRY:
+            raise InkpackError(f"unknown architecture {cfg.arch!r}; known: {', '.join(sorted(REGISTRY))}")
+        if cfg.batching not in ("pad-max", "pad-min", "pack"):
+            raise InkpackError(f"--batching must be pad-max, pad-min or pack, not {cfg.batching!r}")
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.ckpt_path = self.out / "last.pt"
+
+    # ---------------------------------------------------------------- data
+    def _load_data(self, alphabet: Alphabet | None) -> None:
+        cfg = self.cfg
+        self.train_set = load_lineset(cfg.train, cfg.height, cfg.progress, cfg.limit)
+        if len(self.train_set) == 0:
+            raise InkpackError(f"{cfg.train}: no usable training lines ({len(self.train_set.skipped)} skipped)")
+        self.alphabet = alphabet or Alphabet.from_texts(self.train_set.texts)
+        self.val_set = load_lineset(cfg.val, cfg.height, cfg.progress, cfg.val_limit) if cfg.val else None
+        self.skipped = list(self.train_set.skipped)
+        self._filter_train()
+        with open(self.out / "skipped.txt", "w", encoding="utf-8") as f:
+            f.write("\n".join(self.skipped) + ("\n" if self.skipped else ""))
+        if self.skipped:
+            tqdm.write(f"warning: skipped {len(self.skipped)} training samples (reasons in {self.out / 'skipped.txt'})")
+
+    def _filter_train(self) -> None:
+        """Drop lines with unencodable text or labels longer than the model's output frames."""
+        ts = self.train_set
+        keep: list[int] = []
+        factor = self.model.output_lengths(torch.tensor([1000]))
+        ratio = float(factor[0]) / 1000.0
+        for i, (img, text) in enumerate(zip(ts.images, ts.texts)):
+            try:
+                labels = self.alphabet.encode(text, policy="error")
+            except UnknownCharacterError as e:
+                self.skipped.append(f"{ts.ids[i]}: {e}")
+                continue
+            frames = math.floor(img.shape[1] * 0.85 * ratio)  # augmentation may shrink by 15%
+            if needed_frames(labels) > frames:
+                self.skipped.append(
+                    f"{ts.ids[i]}: label needs {needed_frames(labels)} frames, image gives {frames}"
+                )
+                continue
+            keep.append(i)
+        self.train_set = LineSet(
+            [ts.images[i] for i in keep], [ts.texts[i] for i in keep], [ts.ids[i] for i in keep], ts.skipped
+        )
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        cfg, widths = self.cfg, self.train_set.widths
+        seed = cfg.seed * 1000 + epoch
+        if cfg.batching == "pad-min":
+            return bucket_batches(widths, cfg.batch_size, shuffle=True, seed=seed)
+        return random_batches(len(widths), cfg.batch_size, shuffle=True, seed=seed)
+
+    def _make_batch(self, idx: list[int]) -> Batch:
+        batch = self.train_batcher(idx)
+        if self.cfg.batching == "pad-max":
+            from inkpack.batching import pad_collate
+
+            ims = [batch.images[i, :, : batch.heights[i], : batch.widths[i]] for i in range(len(batch))]
+            b2 = pad_collate(ims, None, batch.texts, batch.ids, pad_to=(self.cfg.height, self.max_width))
+            b2.targets, b2.target_lengths = batch.targets, batch.target_lengths
+            batch = b2
+        elif self.cfg.batching == "pack":
+            from inkpack.packing import pack_batch
+
+            batch = pack_batch(batch)
+        return batch
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if batch.packing is not None:
+            from inkpack.packed_forward import packed_forward
+
+            return packed_forward(self.model, batch)
+        return self.model(batch.images, batch.heights, batch.widths)
+
+    # ---------------------------------------------------------------- setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        ckpt = load_checkpoint(self.ckpt_path)
+        alphabet = Alphabet.from_dict(ckpt["alphabet"]) if ckpt else None
+        opts = dict(cfg.options)
+        if REGISTRY[cfg.arch].input_kind == "image":
+            opts["height"] = cfg.height  # every image architecture takes its input height
+        self.model_options = opts
+        # a provisional model gives the width→frames ratio for filtering
+        self.model = build_model(cfg.arch, 2, **opts)
+        self._load_data(alphabet)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.arch, self.alphabet.num_classes, **opts)
+        self.train_batcher = LineBatcher(
+            self.train_set, self.alphabet, AugmentConfig(enabled=cfg.augment), seed=cfg.seed, unknown_policy="error"
+        )
+        self.max_width = max(self.train_set.widths)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.steps_per_epoch = len(self._epoch_batches(0))
+        total = max(1, self.steps_per_epoch * cfg.epochs)
+        warm = min(cfg.warmup_steps, total // 4 + 1)
+
+        def lr_at(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            p = min(1.0, (step - warm) / max(1, total - warm))
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
+
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_at)
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.history: list[dict] = []
+        self.best_cer, self.bad_epochs, self.elapsed = float("inf"), 0, 0.0
+        self.skip_count = len(self.skipped)
+        if ckpt:
+            self.model.load_state_dict(ckpt["model"])
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.sched.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
+            self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
+            self.global_step, self.history = ckpt["global_step"], ckpt["history"]
+            self.best_cer, self.bad_epochs = ckpt["best_cer"], ckpt["bad_epochs"]
+            self.elapsed = ckpt["elapsed"]
+            self.epoch_loss = ckpt.get("epoch_loss", (0.0, 0))
+            tqdm.write(f"resumed from {self.ckpt_path}: epoch {self.epoch + 1}, step {self.step_in_epoch}")
+        else:
+            self.epoch_loss = (0.0, 0)
+
+    def save(self) -> None:
+        atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "rng": rng_state(),
+                "epoch": self.epoch,
+                "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step,
+                "history": self.history,
+                "best_cer": self.best_cer,
+                "bad_epochs": self.bad_epochs,
+                "elapsed": self.elapsed,
+                "epoch_loss": self.epoch_loss,
+                "alphabet": self.alphabet.to_dict(),
+                "config": asdict(self.cfg),
+            },
+            self.ckpt_path,
+        )
+
+    def model_config(self, metrics: dict | None = None) -> dict:
+        return {
+            "arch": self.cfg.arch,
+            "options": self.model_options,
+            "alphabet": self.alphabet.to_dict(),
+            "preprocessing": {"height": self.cfg.height, "ink": "1 on 0 background, contrast-stretched"},
+            "input_kind": REGISTRY[self.cfg.arch].input_kind,
+            "trained_on": self.cfg.train,
+            "metrics": metrics or {},
+        }
+
+    # ---------------------------------------------------------------- steps
+    def train_step(self, batch: Batch) -> float:
+        self.model.train()
+        logits, lengths = self.forward(batch)
+        loss = ctc_loss(logits, lengths, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.opt.step()
+        self.sched.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        from inkpack.decode.greedy import greedy_decode
+
+        self.model.eval()
+        counts, loss_sum, n = ErrorCounts(), 0.0, 0
+        vb = LineBatcher(self.val_set, self.alphabet, None, unknown_policy="skip")
+        order = sorted(range(len(self.val_set)), key=lambda i: self.val_set.widths[i])
+        for s in range(0, len(order), 32):
+            batch = vb(order[s : s + 32])
+            logits, lengths = self.model(batch.images, batch.heights, batch.widths)
+            loss_sum += float(ctc_loss(logits, lengths, batch)) * len(batch)
+            n += len(batch)
+            for labels, ref in zip(greedy_decode(logits.log_softmax(-1), lengths), batch.texts):
+                counts.add(self.alphabet.decode(labels), ref)
+        return {"val_cer": counts.cer, "val_wer": counts.wer, "val_loss": loss_sum / max(1, n)}
+
+    # ---------------------------------------------------------------- run
+    def fit(self) -> dict:
+        cfg = self.cfg
+        start = time.time() - self.elapsed
+        stop_reason = "epochs"
+        while self.epoch < cfg.epochs:
+            batches = self._epoch_batches(self.epoch)
+            self.train_batcher.epoch = self.epoch
+            bar = tqdm(
+                total=len(batches), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                unit="batch", disable=not cfg.progress, dynamic_ncols=True,
+            )
+            t_lines, t0 = 0, time.time()
+            while self.step_in_epoch < len(batches):
+                batch = self._make_batch(batches[self.step_in_epoch])
+                loss = self.train_step(batch)
+                s, k = self.epoch_loss
+                self.epoch_loss = (s + loss * len(batch), k + len(batch))
+                self.step_in_epoch += 1
+                self.global_step += 1
+                t_lines += len(batch)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.2f}", lines_s=f"{t_lines / max(1e-9, time.time() - t0):.1f}")
+                self.elapsed = time.time() - start
+                if self.global_step % cfg.ckpt_every == 0:
+                    self.save()
+                if cfg.max_steps and self.global_step >= cfg.max_steps:
+                    stop_reason = "max_steps"
+                    break
+                if cfg.time_limit and self.elapsed >= cfg.time_limit * 60:
+                    stop_reason = "time_limit"
+                    break
+            bar.close()
+            if stop_reason != "epochs":
+                self.save()
+                break
+            self._end_epoch(t_lines, time.time() - t0, start)
+            if cfg.val and self.bad_epochs >= cfg.patience:
+                stop_reason = "early_stopping"
+                tqdm.write(f"early stopping: no val CER improvement for {cfg.patience} epochs")
+                break
+        return {"stop": stop_reason, "best_cer": self.best_cer, "epochs": self.epoch, "steps": self.global_step}
+
+    def _end_epoch(self, lines: int, seconds: float, start: float) -> None:
+        s, k = self.epoch_loss
+        rec = {"epoch": self.epoch + 1, "step": self.global_step, "train_loss": s / max(1, k),
+               "lines_per_s": lines / max(1e-9, seconds), "lr": self.opt.param_groups[0]["lr"]}
+        if self.val_set is not None:
+            rec.update(self.validate())
+        rec["elapsed_s"] = time.time() - start
+        self.history.append(rec)
+        improved = self.val_set is not None and rec["val_cer"] < self.best_cer
+        if improved:
+            self.best_cer, self.bad_epochs = rec["val_cer"], 0
+            save_model(self.model, self.model_config({k: rec[k] for k in ("val_cer", "val_wer", "epoch")}), self.out / "best")
+        else:
+            self.bad_epochs += 1
+        if self.val_set is None:
+            save_model(self.model, self.model_config(), self.out / "best")
+        self.epoch += 1
+        self.step_in_epoch, self.epoch_loss = 0, (0.0, 0)
+        self.elapsed = time.time() - start
+        self.save()
+        self._log()
+        msg = f"epoch {rec['epoch']}: loss {rec['train_loss']:.3f}, {rec['lines_per_s']:.1f} lines/s"
+        if "val_cer" in rec:
+            msg += f", val CER {100 * rec['val_cer']:.2f}% WER {100 * rec['val_wer']:.2f}%"
+        tqdm.write(msg + (" (best)" if improved else ""))
+
+    def _log(self) -> None:
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=1) + "\n")
+        keys = sorted({k for h in self.history for k in h}, key=lambda k: (k != "epoch", k))
+        with open(self.out / "history.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.history)
+        if self.val_set is not None:
+            plot_curves(self.history, self.out / "curves.png")
+
+
+def train(cfg: TrainConfig) -> dict:
+    trainer = Trainer(cfg)
+    trainer.setup()
+    return trainer.fit()

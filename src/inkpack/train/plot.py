@@ -1,0 +1,37 @@
+"""Learning-curve PNG written next to the checkpoints after every epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_curves(history: list[dict], out: str | Path) -> None:
+    if not history:
+        return
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train CTC loss")
+    if all("val_loss" in h for h in history):
+        a1.plot(ep, [h["val_loss"] for h in history], "s-", label="val CTC loss")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("loss per line")
+    a1.legend()
+    a1.grid(alpha=0.3)
+    minutes = [h["elapsed_s"] / 60 for h in history]
+    a2.plot(minutes, [100 * h["val_cer"] for h in history], "o-", label="val CER")
+    a2.plot(minutes, [100 * h["val_wer"] for h in history], "s-", label="val WER")
+    a2.set_xlabel("training time (min)")
+    a2.set_ylabel("%")
+    a2.set_ylim(bottom=0)
+    a2.legend()
+    a2.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = Path(out).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
