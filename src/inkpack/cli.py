@@ -46,10 +46,20 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ evaluate / recognize
-def _recognizer(model: str | None):
+def _decoder(a: argparse.Namespace):
+    if getattr(a, "decoder", "greedy") == "greedy":
+        return None
+    from inkpack.decode.beam import Decoder
+
+    if a.decoder == "beam+lm" and not a.lm:
+        raise InkpackError("--decoder beam+lm needs --lm LM.arpa (train one with `inkpack lm train`)")
+    return Decoder(a.decoder, beam=a.beam, lm=a.lm, lexicon=a.lexicon, alpha=a.alpha, beta=a.beta)
+
+
+def _recognizer(model: str | None, a: argparse.Namespace | None = None):
     from inkpack.recognizer import LineRecognizer
 
-    return LineRecognizer.load(model)
+    return LineRecognizer.load(model, decoder=_decoder(a) if a is not None else None)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -58,8 +68,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from inkpack.data.lines import load_lineset
     from inkpack.metrics import ErrorCounts
 
+    if not os.path.exists(a.data):
+        raise InkpackError(f"{a.data}: file not found")
     torch.set_num_threads(a.threads)
-    rec = _recognizer(a.model)
+    rec = _recognizer(a.model, a)
     lines = load_lineset(a.data, rec.height, progress=False)
     for msg in lines.skipped:
         print(f"skipped: {msg}", file=sys.stderr)
@@ -91,7 +103,7 @@ def cmd_recognize(a: argparse.Namespace) -> int:
     from inkpack.errors import BadSampleError
 
     torch.set_num_threads(a.threads)
-    rec = _recognizer(a.model)
+    rec = _recognizer(a.model, a)
     grays, names, failed = [], [], 0
     for path in a.images:
         try:
@@ -157,6 +169,21 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ lm
+def cmd_lm_train(a: argparse.Namespace) -> int:
+    from inkpack.decode.lm_cli import lm_train
+
+    print(json.dumps(lm_train(a.texts, a.order, a.out, smoothing=a.smoothing)))
+    return 0
+
+
+def cmd_lm_eval(a: argparse.Namespace) -> int:
+    from inkpack.decode.lm_cli import lm_eval
+
+    print(json.dumps(lm_eval(a.lm, a.texts)))
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inkpack", description="Train, compress and deploy compact handwriting recognizers.")
@@ -195,6 +222,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model")
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(fn=cmd_recognize)
+
+    for sp in (e, r):
+        sp.add_argument("--decoder", choices=["greedy", "beam", "beam+lm"], default="greedy")
+        sp.add_argument("--beam", type=int, default=16)
+        sp.add_argument("--lm", help="character ARPA LM (with --decoder beam+lm)")
+        sp.add_argument("--lexicon", help="word list, one word per line")
+        sp.add_argument("--alpha", type=float, default=0.5)
+        sp.add_argument("--beta", type=float, default=0.0)
+
+    lm = sub.add_parser("lm", help="character n-gram language models for beam search")
+    lsub = lm.add_subparsers(dest="lm_command", required=True)
+    lt = lsub.add_parser("train", help="train a character n-gram LM and write it as ARPA")
+    lt.add_argument("texts", nargs="+", metavar="TEXT",
+                    help="plain text (one line per sentence) or TSV manifests with a 'text' column")
+    lt.add_argument("--order", type=int, default=6)
+    lt.add_argument("--out", required=True, metavar="LM", help="ARPA file to write")
+    lt.add_argument("--smoothing", choices=["kneser-ney", "witten-bell"], default="kneser-ney")
+    lt.set_defaults(fn=cmd_lm_train)
+    le = lsub.add_parser("eval", help="per-character perplexity of an ARPA LM on text files")
+    le.add_argument("lm")
+    le.add_argument("texts", nargs="+", metavar="TEXT")
+    le.set_defaults(fn=cmd_lm_eval)
 
     m = sub.add_parser("models", help="list architectures with parameters and GFLOPs")
     m.set_defaults(fn=cmd_models)

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny labelled line images the tests make themselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+WORDS = ["the cat", "a dog", "hello", "ink pack", "dear sir", "to be", "kew", "tea"]
+
+
+def render_text(text: str, height: int = 40, invert: bool = False) -> Image.Image:
+    """Dark text on light paper (or the opposite) as an 'L' image."""
+    font = ImageFont.load_default(size=int(height * 0.6))
+    w = int(font.getlength(text)) + 12
+    img = Image.new("L", (max(w, 8), height), 230)
+    ImageDraw.Draw(img).text((6, height * 0.15), text, fill=20, font=font)
+    return Image.eval(img, lambda v: 255 - v) if invert else img
+
+
+def make_tsv(root: Path, texts: list[str], name: str = "data.tsv") -> Path:
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rows = ["image\ttext"]
+    for i, t in enumerate(texts):
+        rel = f"img/line{i}.png"
+        render_text(t).save(root / rel)
+        rows.append(f"{rel}\t{t}")
+    path = root / name
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_tsv(tmp_path: Path) -> Path:
+    return make_tsv(tmp_path, WORDS)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+
+
+def shared_path(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not available")
+    return p
+
+
+os.environ.setdefault("MPLBACKEND", "Agg")
