@@ -21,7 +21,29 @@ def _write_json(path: str | None, data: dict) -> None:
 
 
 # ------------------------------------------------------------------ train
+def _relaunch_distributed(nproc: int, argv: list[str]) -> int:
+    """``train --nproc N ARGS`` = ``torchrun --standalone --nproc_per_node N -m inkpack train ARGS``."""
+    import subprocess
+
+    rest, skip = [], False
+    for tok in argv:
+        if not skip and tok != "--nproc" and not tok.startswith("--nproc="):
+            rest.append(tok)
+        skip = tok == "--nproc"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "inkpack", *rest]
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # torchrun got the same SIGINT: let it stop its workers
+        return proc.wait()
+
+
 def cmd_train(a: argparse.Namespace) -> int:
+    if a.nproc is not None and a.nproc < 1:
+        raise InkpackError(f"train: --nproc must be at least 1, got {a.nproc}")
+    if a.nproc and a.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun
+        return _relaunch_distributed(a.nproc, getattr(a, "argv", None) or sys.argv[1:])
     from inkpack.train.loop import TrainConfig, train
 
     over = {
@@ -207,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int)
     t.add_argument("--limit", type=int, help="use only the first N training lines")
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel training with N processes on this machine (runs torch.distributed.run)")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("evaluate", help="CER/WER and speed on labelled data")
@@ -251,11 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="recognize the bundled samples with the bundled model")
     d.add_argument("--model")
     d.set_defaults(fn=cmd_demo)
+
+    from inkpack.deploy.commands import add_parsers as add_deploy_parsers
+
+    add_deploy_parsers(sub)  # export, serve
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --nproc`, which re-runs itself
     try:
         return int(args.fn(args) or 0)
     except InkpackError as e:

@@ -1,0 +1,228 @@
+"""The Python API: ``inkpack.load(path)`` → a recognizer with a thread-safe ``.recognize(x)``.
+
+``load()`` picks the backend from the path: nothing → the bundled offline model
+(``model_io.resolve``); ``*.onnx`` → ONNX Runtime; otherwise the model's config, whose
+architecture's ``input_kind`` says whether it reads images or ink.
+
+``recognize`` takes one input or a list (a list runs batched) and returns ``Recognition``
+objects: the text, one confidence per character (the highest probability of that
+character over the CTC frames it was read at) and one position per character. For images a
+position is the ``[x0, x1)`` pixel range of the *input* image covered by those frames (frame
+``f`` covers pixels ``[f * width_factor, (f + 1) * width_factor)`` of the resized line). Ink
+recognizers live in :mod:`inkpack.deploy.ink` and return the same objects.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inkpack.data.images import DEFAULT_MAX_PIXELS, load_gray
+from inkpack.errors import BadSampleError, InkpackError
+
+
+@dataclass
+class Recognition:
+    """One result. ``positions[i]`` is ``(start, end)``: image pixels ``[x0, x1)``, or for ink
+    lines the ink x-range of the character's points; ``candidates`` are ``(text, probability)``
+    alternatives, best first (the top classes of a character model)."""
+
+    text: str
+    confidences: list[float] = field(default_factory=list)
+    positions: list[tuple[float, float]] = field(default_factory=list)
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["positions"] = [list(p) for p in self.positions]
+        d["candidates"] = [{"text": t, "probability": p} for t, p in self.candidates]
+        return d
+
+
+@dataclass
+class PreparedImage:
+    """A model-ready line ``[1, H, W]`` and the input width it came from."""
+
+    tensor: torch.Tensor
+    source_width: int
+
+
+def is_ink_input(x) -> bool:
+    from inkpack.data.ink import Ink
+
+    if isinstance(x, (Ink, dict)):
+        return True
+    if isinstance(x, (str, os.PathLike)):
+        return str(x).lower().endswith(".inkml")
+    if isinstance(x, (bytes, bytearray)):
+        head = bytes(x[:512]).lstrip()
+        return head.startswith(b"<") and b"<ink" in bytes(x[:4096])
+    return False
+
+
+def to_gray(x, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Any supported image input → 2-D uint8 gray (paper light or dark: ``prepare_line`` decides)."""
+    if isinstance(x, (str, os.PathLike, bytes, bytearray)):
+        return load_gray(bytes(x) if isinstance(x, bytearray) else x, max_pixels=max_pixels)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    if Image is not None and isinstance(x, Image.Image):
+        buf = io.BytesIO()
+        x.save(buf, format="PNG")
+        return load_gray(buf.getvalue(), name="<PIL image>", max_pixels=max_pixels)
+    if isinstance(x, np.ndarray):
+        return _array_gray(x, max_pixels)
+    raise InkpackError(
+        f"recognize: unsupported input type {type(x).__name__} (give a path, bytes, a numpy gray "
+        "array, a PIL image, an Ink, or a list of them)"
+    )
+
+
+def _array_gray(a: np.ndarray, max_pixels: int) -> np.ndarray:
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        a = a[:, :, 0] if a.shape[2] == 1 else a[:, :, :3].astype(np.float64) @ [0.299, 0.587, 0.114]
+    if a.ndim != 2:
+        raise BadSampleError(f"<array>: expected a 2-D gray image (or HxWx3/4), got shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise BadSampleError(f"<array>: image has no pixels ({a.shape[1]}x{a.shape[0]})")
+    if a.size > max_pixels:
+        raise BadSampleError(f"<array>: image too large ({a.size} pixels > limit {max_pixels})")
+    if a.dtype == np.uint8:
+        return a
+    f = a.astype(np.float64)
+    if not np.isfinite(f).all():
+        raise BadSampleError("<array>: image has NaN or infinite values")
+    if f.max() <= 1.0 and f.min() >= 0.0:
+        f = f * 255.0  # a float image in [0, 1]
+    return np.clip(np.round(f), 0, 255).astype(np.uint8)
+
+
+def char_positions(starts: Sequence[int], ends: Sequence[int], width_factor: float,
+                   resized_width: int, source_width: int) -> list[tuple[float, float]]:
+    """Frame spans ``[s, e]`` (inclusive) → pixel ranges ``[x0, x1)`` of the input image."""
+    scale = source_width / max(1, resized_width)
+    out = []
+    for s, e in zip(starts, ends):
+        x0 = min(s * width_factor, resized_width) * scale
+        x1 = min((e + 1) * width_factor, resized_width) * scale
+        out.append((int(math.floor(x0)), int(min(source_width, math.ceil(x1)))))
+    return out
+
+
+class ImageRecognizer:
+    """Line images → ``Recognition`` with a PyTorch or ONNX Runtime ``LineRecognizer`` inside."""
+
+    input_kind = "image"
+
+    def __init__(self, line_recognizer, name: str = "model", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 batch_size: int = 16) -> None:
+        self.rec = line_recognizer
+        self.name = name
+        self.max_pixels = max_pixels
+        self.batch_size = batch_size
+        self.backend = getattr(line_recognizer, "backend", "torch")
+        # torch modules are not documented as safe for concurrent forward passes; ORT sessions are
+        self._lock = threading.Lock() if self.backend == "torch" else None
+        # pixels per output frame; models without a fixed factor (MDLSTM) get width / frames per line
+        wf = getattr(line_recognizer.model, "width_factor", None)
+        self.width_factor = int(wf) if wf else None
+
+    @property
+    def config(self) -> dict:
+        return self.rec.config
+
+    def info(self) -> dict:
+        cfg = self.rec.config
+        return {"name": self.name, "input_kind": self.input_kind, "arch": cfg.get("arch"),
+                "backend": self.backend, "height": self.rec.height, "width_factor": self.width_factor,
+                "classes": self.rec.alphabet.num_classes, "alphabet": "".join(self.rec.alphabet.symbols)}
+
+    def prepare_input(self, x) -> PreparedImage:
+        gray = to_gray(x, self.max_pixels)
+        return PreparedImage(self.rec.prepare(gray), int(gray.shape[1]))
+
+    def run_prepared(self, items: Sequence[PreparedImage]) -> list[Recognition]:
+        """One forward pass over ``items`` (the server's dynamic batches come here)."""
+        from inkpack.decode.greedy import greedy_with_alignment
+
+        if not items:
+            return []
+        if self._lock is not None:
+            with self._lock, torch.inference_mode():
+                lp, lengths = self.rec.logits([p.tensor for p in items])
+        else:
+            lp, lengths = self.rec.logits([p.tensor for p in items])
+        lp = lp.float().numpy()
+        out = []
+        for b, p in enumerate(items):
+            al = greedy_with_alignment(lp[:, b], int(lengths[b]))
+            width = int(p.tensor.shape[-1])
+            wf = self.width_factor or width / max(1, int(lengths[b]))
+            pos = char_positions(al.starts, al.ends, wf, width, p.source_width)
+            out.append(Recognition(al.text(self.rec.alphabet), [float(c) for c in al.confidences], pos))
+        return out
+
+    def recognize(self, x):
+        """One input → one ``Recognition``; a list/tuple → a list, run in width-sorted batches."""
+        if isinstance(x, (list, tuple)):
+            prepared = [self.prepare_input(v) for v in x]
+            order = sorted(range(len(prepared)), key=lambda i: prepared[i].tensor.shape[-1])
+            results: list[Recognition | None] = [None] * len(prepared)
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                for i, r in zip(idx, self.run_prepared([prepared[i] for i in idx])):
+                    results[i] = r
+            return results
+        if is_ink_input(x):
+            raise InkpackError(f"{self.name}: this is an image model; load an ink model to recognize ink")
+        return self.run_prepared([self.prepare_input(x)])[0]
+
+
+def _input_kind(cfg: dict) -> str:
+    from inkpack.models import REGISTRY
+
+    if cfg.get("input_kind"):
+        return str(cfg["input_kind"])
+    spec = REGISTRY.get(cfg.get("arch", ""))
+    return spec.input_kind if spec is not None else "image"
+
+
+def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
+         max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 16):
+    """A recognizer for ``path`` (None → the bundled offline model; ``.onnx`` → ONNX Runtime)."""
+    if path is not None and str(path).lower().endswith(".onnx"):
+        from inkpack.deploy.runtime import read_sidecar
+
+        kind = read_sidecar(path)["onnx"].get("input_kind", "image")
+        if kind != "image":
+            from inkpack.deploy.ink import load_ink_onnx
+
+            return load_ink_onnx(path, threads=threads or 1)
+        from inkpack.deploy.runtime import OnnxLineRecognizer
+
+        rec = OnnxLineRecognizer(path, threads=threads or 1)
+        return ImageRecognizer(rec, Path(path).stem, max_pixels, batch_size)
+    from inkpack.model_io import load_model, read_config, resolve
+
+    stem = resolve(None if path is None else str(path))
+    if threads is not None:
+        torch.set_num_threads(threads)
+    kind = _input_kind(read_config(stem))
+    model, cfg, alphabet = load_model(str(stem))
+    if kind in ("ink", "char"):
+        from inkpack.deploy.ink import InkRecognizer
+
+        return InkRecognizer(model, cfg, alphabet, kind, name=stem.name)
+    from inkpack.recognizer import LineRecognizer
+
+    return ImageRecognizer(LineRecognizer(model, cfg, alphabet), stem.name, max_pixels, batch_size)

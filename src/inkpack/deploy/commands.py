@@ -1,0 +1,73 @@
+"""``inkpack export`` and ``inkpack serve`` (the lead wires these into ``inkpack.cli``).
+
+Also runnable alone: ``python -m inkpack.deploy.commands serve --port 8000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from inkpack.errors import InkpackError
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from inkpack.deploy.export import export_onnx, sidecar_path
+
+    out = export_onnx(args.model, args.out, int8=args.int8)
+    facts = json.loads(sidecar_path(out).read_text(encoding="utf-8"))["onnx"]
+    print(f"wrote {out} ({facts['bytes'] / 1e6:.2f} MB, {'int8' if args.int8 else 'fp32'}) "
+          f"and {sidecar_path(out).name}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from inkpack.deploy.server import serve
+
+    if args.max_batch < 1 or args.max_wait_ms < 0:
+        raise InkpackError("serve: --max-batch must be >= 1 and --max-wait-ms >= 0")
+    torch.set_num_threads(args.threads)
+    serve(args.host, args.port, args.model, args.ink_model, log_level=args.log_level,
+          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
+          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add the ``export`` and ``serve`` subcommands to an ``add_subparsers()`` object."""
+    x = sub.add_parser("export", help="export a model to ONNX (optionally int8) for ONNX Runtime")
+    x.add_argument("model", nargs="?", default=None, help="model path or name (default: the bundled model)")
+    x.add_argument("--out", required=True, help="output .onnx file (a .onnx.json sidecar is written beside it)")
+    x.add_argument("--int8", action="store_true", help="dynamic int8 quantization (LSTM and MatMul)")
+    x.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("serve", help="HTTP service + web demo (line, ink and PAGE-XML recognition)")
+    s.add_argument("--model", help="line model: path, name or .onnx (default: the bundled model)")
+    s.add_argument("--ink-model", help="ink model (lstm-char or online-blstm; path or .onnx)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    s.add_argument("--max-batch", type=int, default=16, help="largest dynamic batch")
+    s.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for company")
+    s.add_argument("--max-upload-mb", type=float, default=10.0)
+    s.add_argument("--max-pixels", type=int, default=40_000_000)
+    s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    s.set_defaults(fn=cmd_serve)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m inkpack.deploy.commands")
+    add_parsers(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except InkpackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""ONNX export of inkpack models (legacy TorchScript exporter), optionally int8.
+
+Why the legacy exporter (``dynamo=False``): its ``nn.LSTM`` becomes an ONNX ``LSTM`` op that
+``onnxruntime.quantization.quantize_dynamic`` turns into ``DynamicQuantizeLSTM`` (notes/
+compression.md), and it keeps batch and width dynamic with ``dynamic_axes``.
+
+Why a wrapper: ``pack_padded_sequence`` does not export. ``MaskedBiLSTM`` runs each direction
+of each layer as a unidirectional LSTM on the *padded* sequence; the backward direction reads
+every sequence reversed *within its own length* (an index gather ``t -> len-1-t``, applied
+again to put the outputs back), so padding never reaches a real frame. The exported graph is
+therefore exact for batches of mixed widths, and padded frames are zeroed before the output
+layer as ``pad_packed_sequence`` does.
+
+What exports (``export_onnx``):
+* image CNN-DBLSTM (``darknet-dblstm``, ``vgg-dblstm``): inputs ``images [B,1,H,W]`` float32
+  and ``widths [B]`` int64; outputs ``log_probs [T,B,K]`` and ``lengths [B]``; batch and
+  width dynamic.
+* ink models (``lstm-char``, ``online-blstm`` from ``inkpack.models.online``): see
+  ``inkpack.deploy.export_ink``.
+* MDLSTM: not feasible with a dynamic width. Its wavefront is a Python loop of H + W - 1
+  steps inside a custom autograd function, which the tracer unrolls for the example size
+  only; ``export_onnx`` refuses it with that reason (see ``export_mdlstm_reason``).
+
+The sidecar ``OUT.json`` (e.g. ``model.onnx`` → ``model.onnx.json``) holds the model's
+config plus an ``onnx`` section; :mod:`inkpack.deploy.runtime` reads it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from inkpack.errors import InkpackError
+
+OPSET = 17
+
+
+def sidecar_path(onnx_path: str | Path) -> Path:
+    p = Path(onnx_path)
+    return p.with_name(p.name + ".json")
+
+
+def _lstm_like(lstm: nn.LSTM, layer: int, suffix: str) -> nn.LSTM:
+    """One direction of one layer of ``lstm`` as its own unidirectional, single-layer LSTM."""
+    in_size = lstm.input_size if layer == 0 else lstm.hidden_size * (2 if lstm.bidirectional else 1)
+    one = nn.LSTM(in_size, lstm.hidden_size, num_layers=1, bias=lstm.bias)
+    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if lstm.bias else [])
+    with torch.no_grad():
+        for n in names:
+            getattr(one, f"{n}_l0").copy_(getattr(lstm, f"{n}_l{layer}{suffix}"))
+    return one.eval()
+
+
+def _time_index(x: torch.Tensor) -> torch.Tensor:
+    """``[T]`` = 0..T-1 built from the tensor itself, so T stays dynamic in the trace."""
+    return torch.cumsum(torch.ones_like(x[:, 0, 0], dtype=torch.long), 0) - 1
+
+
+class MaskedBiLSTM(nn.Module):
+    """Seq-first ``nn.LSTM`` replacement whose result on a padded batch equals the packed one."""
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        if lstm.batch_first or lstm.proj_size:
+            raise InkpackError("ONNX export: only seq-first nn.LSTM without proj_size is supported")
+        self.bidirectional = lstm.bidirectional
+        self.fwd = nn.ModuleList(_lstm_like(lstm, k, "") for k in range(lstm.num_layers))
+        self.bwd = nn.ModuleList(
+            _lstm_like(lstm, k, "_reverse") for k in range(lstm.num_layers)
+        ) if lstm.bidirectional else nn.ModuleList()
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        t = _time_index(x)[:, None]  # [T, 1]
+        valid = t < lengths[None, :]  # [T, B]
+        rev = torch.where(valid, lengths[None, :] - 1 - t, t)  # its own inverse
+        for k in range(len(self.fwd)):
+            yf, _ = self.fwd[k](x)
+            if not self.bidirectional:
+                x = yf
+                continue
+            xr = x.gather(0, rev[:, :, None].expand(-1, -1, x.shape[2]))
+            yr, _ = self.bwd[k](xr)
+            yb = yr.gather(0, rev[:, :, None].expand(-1, -1, yr.shape[2]))
+            x = torch.cat([yf, yb], dim=2)
+        return x * valid[:, :, None].to(x.dtype)
+
+
+class ExportCNNDBLSTM(nn.Module):
+    """``(images, widths) -> (log_probs [T,B,K], lengths [B])`` of a CNN-DBLSTM, export-safe."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(getattr(model, "lstm", None), nn.LSTM):
+            raise InkpackError(
+                f"ONNX export: {type(getattr(model, 'lstm', None)).__name__} sequence layers are not "
+                "supported (only nn.LSTM; export the model before low-rank LSTM compression)"
+            )
+        self.model = model
+        self.lstm = MaskedBiLSTM(model.lstm)
+
+    def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        feats = m.features(images)  # [T, B, F]
+        n_t = torch._shape_as_tensor(feats)[0]
+        lengths = torch.minimum(m.output_lengths(widths).clamp(min=1), n_t)
+        y = self.lstm(feats, lengths)
+        return m.fc(y).log_softmax(-1), lengths
+
+
+def export_mdlstm_reason() -> str:
+    return ("MDLSTM models cannot be exported to ONNX with a dynamic width: the 2D wavefront is a "
+            "Python loop of H + W - 1 steps in a custom autograd function, which the exporter "
+            "unrolls for the example size only; serve them with the PyTorch backend")
+
+
+def _load(model_path_or_module, config: dict | None) -> tuple[nn.Module, dict | None]:
+    if isinstance(model_path_or_module, nn.Module):
+        return copy.deepcopy(model_path_or_module).eval(), config
+    from inkpack.model_io import load_model
+
+    model, cfg, _ = load_model(str(model_path_or_module))
+    return model, (config or cfg)
+
+
+def _input_kind(model: nn.Module, config: dict | None) -> str:
+    from inkpack.models import REGISTRY
+
+    if config and config.get("arch") in REGISTRY:
+        return REGISTRY[config["arch"]].input_kind
+    from inkpack.models.cnn_dblstm import CNNDBLSTM
+
+    if isinstance(model, CNNDBLSTM):
+        return "image"
+    try:
+        from inkpack.models.online import LSTMChar, OnlineBLSTM
+    except ImportError:  # pragma: no cover - the online models are optional
+        return type(model).__name__
+    if isinstance(model, LSTMChar):
+        return "char"
+    return "ink" if isinstance(model, OnlineBLSTM) else type(model).__name__
+
+
+def _export_image(model: nn.Module, path: Path) -> dict:
+    from inkpack.models.cnn_dblstm import CNNDBLSTM
+
+    if not isinstance(model, CNNDBLSTM):
+        raise InkpackError(f"ONNX export: no exporter for image model {type(model).__name__}")
+    wrapper = ExportCNNDBLSTM(model).eval()
+    h = model.height
+    wf = model.width_factor
+    widths = torch.tensor([12 * wf, 7 * wf + 3])  # mixed widths: trace the general path
+    images = torch.rand(2, 1, h, int(widths.max()))
+    images[1, :, :, int(widths[1]):] = 0
+    _torch_export(
+        wrapper, (images, widths), path,
+        input_names=["images", "widths"], output_names=["log_probs", "lengths"],
+        dynamic_axes={"images": {0: "batch", 3: "width"}, "widths": {0: "batch"},
+                      "log_probs": {0: "frames", 1: "batch"}, "lengths": {0: "batch"}},
+    )
+    return {"inputs": ["images", "widths"], "outputs": ["log_probs", "lengths"],
+            "height": h, "width_factor": wf, "exact_mixed_widths": True}
+
+
+def _torch_export(module: nn.Module, args: tuple, path: Path, **kw) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints and LSTM batch_first
+        try:
+            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,
+                              do_constant_folding=True, **kw)
+        except InkpackError:
+            raise
+        except Exception as e:  # the exporter raises many types; name the model and the cause
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InkpackError(f"ONNX export of {type(module).__name__} failed: {first}") from None
+
+
+INT8_OPS = ("LSTM", "MatMul", "Gemm")
+
+
+def quantize_int8(src: str | Path, dst: str | Path, op_types: tuple[str, ...] = INT8_OPS) -> None:
+    """Dynamic int8 (weights int8, activations quantized per call): LSTM → DynamicQuantizeLSTM.
+
+    Convolutions stay fp32 by default: ORT's ConvInteger is slower than its fp32 Conv on CPU.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ORT logs a pre-processing hint on the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(op_types))
+    except Exception as e:
+        raise InkpackError(f"{src}: ONNX int8 quantization failed ({type(e).__name__}: {e})") from None
+    finally:
+        root.setLevel(level)
+
+
+def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False,
+                config: dict | None = None) -> Path:
+    """Write ``out`` (ONNX) and ``out + '.json'`` (config + export facts); return ``out``.
+
+    ``model_path_or_module``: a model path/name for ``model_io.load_model``, or an ``nn.Module``
+    (then pass ``config`` so the runtime knows the alphabet and preprocessing).
+    """
+    model, cfg = _load(model_path_or_module, config)
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise InkpackError(f"{out}: the output file must end in .onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if any("MDLSTM" in type(m).__name__ for m in model.modules()):
+        raise InkpackError(export_mdlstm_reason())
+    kind = _input_kind(model, cfg)
+    with tempfile.TemporaryDirectory(prefix="inkpack-onnx-") as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        if kind == "image":
+            facts = _export_image(model, fp32)
+        elif kind in ("ink", "char"):
+            from inkpack.deploy.export_ink import export_ink
+
+            facts = export_ink(model, fp32, kind)
+        else:
+            raise InkpackError(f"ONNX export: unsupported model kind {kind!r}")
+        if int8:
+            quantize_int8(fp32, out)
+        else:
+            shutil.move(str(fp32), str(out))
+    facts.update({"input_kind": kind, "int8": bool(int8), "opset": OPSET, "bytes": out.stat().st_size})
+    side = dict(cfg or {})
+    side["onnx"] = facts
+    sidecar_path(out).write_text(json.dumps(side, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out

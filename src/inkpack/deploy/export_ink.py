@@ -1,0 +1,76 @@
+"""ONNX export of the ink models of :mod:`inkpack.models.online`.
+
+* ``lstm-char``: its LSTMs are unidirectional and it reads the last *valid* step, so padding
+  never reaches the result; it exports as is. Outputs ``log_probs [B, classes]``.
+* ``online-blstm``: its forward packs the sequence (not exportable), so ``ExportOnlineBLSTM``
+  re-runs it with :class:`inkpack.deploy.export.MaskedBiLSTM` (exact for mixed lengths) and a
+  trace-safe subsampling. Outputs ``log_probs [T', B, K]`` and ``lengths [B]``.
+
+Inputs are ``features [B, T, F]`` float32 and ``lengths [B]`` int64; batch and T are dynamic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from inkpack.errors import InkpackError
+
+
+class ExportLSTMChar(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(features, lengths).log_softmax(-1)
+
+
+class ExportOnlineBLSTM(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        from inkpack.deploy.export import MaskedBiLSTM
+
+        if not isinstance(model.lstm, nn.LSTM):
+            raise InkpackError(f"ONNX export: {type(model.lstm).__name__} layers are not supported (nn.LSTM only)")
+        self.model = model
+        self.lstm = MaskedBiLSTM(model.lstm)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        s = int(m.subsample)
+        t_idx = torch.cumsum(torch.ones_like(features[0, :, 0], dtype=torch.long), 0) - 1  # [T]
+        x = features * (t_idx[None, :] < lengths[:, None]).to(features.dtype)[..., None]
+        if s > 1:
+            f = x.shape[2]
+            x = torch.cat([x, torch.zeros_like(x[:, :1, :]).expand(-1, s - 1, -1)], dim=1)
+            n_out = torch.div(torch._shape_as_tensor(features)[1] + s - 1, s, rounding_mode="floor")
+            x = x.index_select(1, torch.arange(n_out * s))
+            x = x.reshape(x.shape[0], -1, s * f)
+        out_len = m.output_lengths(lengths)
+        y = self.lstm(x.transpose(0, 1), out_len)
+        return m.fc(y).log_softmax(-1), out_len
+
+
+def export_ink(model: nn.Module, path: Path, kind: str) -> dict:
+    from inkpack.deploy.export import _torch_export
+
+    f = int(getattr(model, "in_features", 6))
+    lengths = torch.tensor([23, 14])
+    feats = torch.randn(2, 23, f)
+    feats[1, 14:] = 0
+    if kind == "char":
+        wrapper, outs = ExportLSTMChar(model), ["log_probs"]
+        dyn = {"features": {0: "batch", 1: "points"}, "lengths": {0: "batch"}, "log_probs": {0: "batch"}}
+    elif hasattr(model, "subsample") and hasattr(model, "lstm"):
+        wrapper, outs = ExportOnlineBLSTM(model), ["log_probs", "lengths_out"]
+        dyn = {"features": {0: "batch", 1: "points"}, "lengths": {0: "batch"},
+               "log_probs": {0: "frames", 1: "batch"}, "lengths_out": {0: "batch"}}
+    else:
+        raise InkpackError(f"ONNX export: no exporter for ink model {type(model).__name__}")
+    _torch_export(wrapper.eval(), (feats, lengths), path, input_names=["features", "lengths"],
+                  output_names=outs, dynamic_axes=dyn)
+    return {"inputs": ["features", "lengths"], "outputs": outs, "in_features": f,
+            "subsample": int(getattr(model, "subsample", 1)), "exact_mixed_lengths": True}

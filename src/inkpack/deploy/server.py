@@ -1,0 +1,268 @@
+"""HTTP service (FastAPI): line, ink and page recognition with dynamic batching.
+
+Endpoints: ``POST /v1/recognize/line`` (multipart field ``file``, or a raw PNG/JPEG/TIFF body),
+``POST /v1/recognize/ink`` (JSON ``{"strokes": [[[x, y, t], ...], ...]}`` or an InkML body),
+``POST /v1/recognize/page`` (multipart ``image`` + ``xml`` → PAGE-XML with TextEquiv filled),
+``GET /health``, ``GET /v1/models``, the web demo at ``/``, OpenAPI at ``/docs``.
+
+Every error is JSON ``{"error": "..."}``: 413 body or image too large, 415 wrong content type,
+422 malformed body, 404 unknown path or no model of the needed kind loaded. Requests are
+decoded in the thread pool; model calls go through a :class:`DynamicBatcher` per model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inkpack.deploy.batching import DynamicBatcher
+from inkpack.deploy.http_io import (
+    ApiError,
+    BodyLimitMiddleware,
+    BodyTooLarge,
+    check_image_bytes,
+    content_type,
+    parse_ink_body,
+    read_form,
+    upload_bytes,
+)
+from inkpack.errors import InkpackError
+
+WEB = Path(__file__).resolve().parent / "web"
+MB = 1024 * 1024
+IMAGE_SCHEMA = {"type": "string", "format": "binary"}
+
+
+def _load_any(spec):
+    """A recognizer object (kept as is), or a path/name for ``inkpack.api.load``."""
+    if hasattr(spec, "run_prepared"):
+        return spec
+    from inkpack.api import load
+
+    return load(spec)
+
+
+def _models(model, ink_model) -> tuple[object | None, object | None]:
+    """(line, ink). ``model=None`` means the bundled line model, optional when an ink model is given;
+    an ink model given as ``model`` (and no ``ink_model``) serves ink only."""
+    ink = _load_any(ink_model) if ink_model is not None else None
+    try:
+        line = _load_any(model)
+    except InkpackError:
+        if model is not None or ink is None:
+            raise
+        line = None  # ink-only service: no bundled line model here
+    if line is not None and line.input_kind != "image":
+        if ink is not None:
+            raise InkpackError("create_app: `model` must be an image model (give ink models as ink_model)")
+        line, ink = None, line
+    if ink is not None and ink.input_kind == "image":
+        raise InkpackError("create_app: `ink_model` is an image model")
+    return line, ink
+
+
+def _err(status: int, msg: str) -> JSONResponse:
+    return JSONResponse({"error": msg}, status_code=status)
+
+
+def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
+               max_pixels: int = 40_000_000, max_batch: int = 16, max_wait_ms: float = 5.0,
+               max_ink_points: int = 100_000) -> FastAPI:
+    """``model``: a line recognizer from ``inkpack.api.load`` or a path (None → the bundled model);
+    ``ink_model``: the same for ink (None → the ink endpoint answers 404 with how to load one)."""
+    line, ink = _models(model, ink_model)
+    batchers = {
+        k: DynamicBatcher(r.run_prepared, max_batch, max_wait_ms, name=k)
+        for k, r in (("line", line), ("ink", ink)) if r is not None
+    }
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        for b in batchers.values():
+            b.close()
+
+    local_docs = _swagger_assets()
+    app = FastAPI(title="inkpack", version=_version(), lifespan=lifespan,
+                  docs_url=None if local_docs else "/docs",
+                  description="Handwriting recognition: line images, pen ink, PAGE-XML pages.")
+    app.state.line, app.state.ink, app.state.batchers = line, ink, batchers
+    app.state.started = time.time()
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_upload_bytes)
+    _add_handlers(app)
+
+    async def run(kind: str, item):
+        return await asyncio.wrap_future(batchers[kind].submit(item))
+
+    @app.post("/v1/recognize/line", tags=["recognize"], openapi_extra=_line_doc())
+    async def recognize_line(request: Request) -> dict:
+        """Recognize one text-line image; per-character confidences and x ranges in pixels."""
+        if line is None:
+            raise ApiError(404, "no line model loaded (start the server with --model MODEL)")
+        data, declared = await upload_bytes(request, "file")
+        check_image_bytes(data, declared, max_pixels)
+        prepared = await run_in_threadpool(line.prepare_input, data)
+        res = await run("line", prepared)
+        return {"model": line.name, **res.to_dict()}
+
+    @app.post("/v1/recognize/ink", tags=["recognize"], openapi_extra=_ink_doc())
+    async def recognize_ink(request: Request) -> dict:
+        """Recognize pen strokes: top candidates for a character model, text for a line model."""
+        if ink is None:
+            raise ApiError(404, "no ink model loaded: start the server with --ink-model MODEL "
+                                "(line images work at /v1/recognize/line)")
+        body = await request.body()
+        sample = await run_in_threadpool(parse_ink_body, body, content_type(request), max_ink_points)
+        prepared = await run_in_threadpool(ink.prepare_input, sample)
+        res = await run("ink", prepared)
+        return {"model": ink.name, "kind": ink.input_kind, **res.to_dict()}
+
+    @app.post("/v1/recognize/page", tags=["recognize"], openapi_extra=_page_doc(),
+              response_class=Response, responses={200: {"content": {"application/xml": {}}}})
+    async def recognize_page(request: Request) -> Response:
+        """Fill every TextLine's TextEquiv of a PAGE-XML from its page image."""
+        from inkpack.deploy.page import fill_page, prepare_page
+
+        if line is None:
+            raise ApiError(404, "no line model loaded (start the server with --model MODEL)")
+        if not content_type(request).startswith("multipart/form-data"):
+            raise ApiError(415, "page: send multipart/form-data with fields 'image' and 'xml'")
+        form = await read_form(request)
+        img, declared = await upload_bytes(request, ("image", "file"), form=form)
+        xml, _ = await upload_bytes(request, ("xml", "pagexml"), form=form, kind="PAGE-XML")
+        check_image_bytes(img, declared, max_pixels)
+        gray = await run_in_threadpool(lambda: _gray(img, max_pixels))
+        job = await run_in_threadpool(prepare_page, gray, xml)
+        prepared = await run_in_threadpool(lambda: [line.prepare_input(c) for c in job.crops])
+        results = await asyncio.gather(*(run("line", p) for p in prepared))
+        out = await run_in_threadpool(fill_page, job, results)
+        return Response(out, media_type="application/xml",
+                        headers={"X-Inkpack-Lines": str(len(results)), "X-Inkpack-Skipped": str(len(job.errors))})
+
+    @app.get("/health", tags=["service"])
+    async def health() -> dict:
+        return {"status": "ok", "uptime_s": round(time.time() - app.state.started, 3),
+                "line_model": line.name if line else None, "ink_model": ink.name if ink else None,
+                "batching": {k: b.stats() for k, b in batchers.items()}}
+
+    @app.get("/v1/models", tags=["service"])
+    async def models() -> dict:
+        return {"line": line.info() if line else None, "ink": ink.info() if ink else None}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB / "index.html", media_type="text/html")
+
+    app.mount("/web", StaticFiles(directory=WEB), name="web")
+    if local_docs:
+        _local_docs(app, local_docs)
+    return app
+
+
+def _swagger_assets() -> Path | None:
+    """Swagger UI files from the optional ``swagger-ui-bundle-v2`` package (no CDN), if installed."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return None
+    p = Path(str(swagger_ui_path))
+    return p if (p / "swagger-ui-bundle.js").is_file() and p.name.startswith("swagger-ui-5") else None
+
+
+def _local_docs(app: FastAPI, assets: Path) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="inkpack API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+
+def _gray(data: bytes, max_pixels: int):
+    from inkpack.data.images import load_gray
+
+    return load_gray(data, name="image", max_pixels=max_pixels)
+
+
+def _version() -> str:
+    from inkpack import __version__
+
+    return __version__
+
+
+def _add_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_r: Request, e: ApiError):
+        return _err(e.status, e.message)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_r: Request, e: BodyTooLarge):
+        return _err(413, str(e))
+
+    @app.exception_handler(InkpackError)
+    async def bad_input(_r: Request, e: InkpackError):
+        msg = str(e)
+        return _err(413 if "too large" in msg else 422, msg)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(r: Request, e: StarletteHTTPException):
+        msg = e.detail if isinstance(e.detail, str) else str(e.detail)
+        if e.status_code == 404:
+            msg = f"not found: {r.url.path}"
+        elif e.status_code == 405:
+            msg = f"method {r.method} not allowed on {r.url.path}"
+        return _err(e.status_code, msg)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(_r: Request, e: RequestValidationError):
+        first = e.errors()[0] if e.errors() else {}
+        return _err(422, f"invalid request: {first.get('msg', 'malformed')} at {first.get('loc', '?')}")
+
+    @app.exception_handler(Exception)
+    async def internal(_r: Request, e: Exception):
+        return _err(500, f"internal error ({type(e).__name__}); the server keeps running")
+
+
+def _line_doc() -> dict:
+    mp = {"schema": {"type": "object", "properties": {"file": IMAGE_SCHEMA}, "required": ["file"]}}
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": mp, "image/png": {"schema": IMAGE_SCHEMA},
+        "image/jpeg": {"schema": IMAGE_SCHEMA}, "image/tiff": {"schema": IMAGE_SCHEMA}}}}
+
+
+def _ink_doc() -> dict:
+    point = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 3}
+    js = {"type": "object", "required": ["strokes"], "properties": {
+        "strokes": {"type": "array", "items": {"type": "array", "items": point}}}}
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": js}, "application/inkml+xml": {"schema": {"type": "string"}}}}}
+
+
+def _page_doc() -> dict:
+    mp = {"schema": {"type": "object", "required": ["image", "xml"],
+                     "properties": {"image": IMAGE_SCHEMA, "xml": IMAGE_SCHEMA}}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": mp}}}
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, model=None, ink_model=None,
+          log_level: str = "warning", **limits) -> None:
+    """Run the service with uvicorn (one process; batching uses one worker thread per model)."""
+    import uvicorn
+
+    app = create_app(model, ink_model, **limits)
+    print(f"inkpack: serving on http://{host}:{port}/ (API docs at /docs)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

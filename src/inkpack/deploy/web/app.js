@@ -1,0 +1,177 @@
+// inkpack demo page: a writing pad (pointer events) and a line-image reader. No dependencies.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const pad = $("pad");
+  const ctx = pad.getContext("2d");
+  const strokes = [];      // each stroke: [[x, y, t_ms], ...] in canvas pixels
+  let current = null;      // the stroke being drawn
+  let t0 = null;           // time origin of the sample (first point)
+  let requestSeq = 0;      // responses older than the newest request are ignored
+  let inkKind = null;      // "char" | "ink" | null (no ink model)
+
+  // ------------------------------------------------------------ models
+  fetch("/v1/models").then((r) => r.json()).then((m) => {
+    const parts = [];
+    if (m.line) parts.push(`line images: ${m.line.name} (${m.line.arch}, ${m.line.backend})`);
+    if (m.ink) parts.push(`ink: ${m.ink.name} (${m.ink.kind === "char" ? "characters" : "text lines"})`);
+    else parts.push("ink: no model loaded");
+    inkKind = m.ink ? m.ink.kind : null;
+    $("models").textContent = parts.join(" · ");
+    if (!m.ink) setInkStatus("No ink model is loaded on the server; start it with --ink-model to recognize writing.");
+    if (!m.line) $("line-status").textContent = "No line model is loaded on the server.";
+  }).catch(() => { $("models").textContent = "cannot reach the server"; });
+
+  // ------------------------------------------------------------ drawing
+  function scale() {
+    const r = pad.getBoundingClientRect();
+    return [pad.width / r.width, pad.height / r.height, r];
+  }
+  function point(ev) {
+    const [sx, sy, r] = scale();
+    if (t0 === null) t0 = ev.timeStamp;
+    return [Math.round((ev.clientX - r.left) * sx * 10) / 10,
+            Math.round((ev.clientY - r.top) * sy * 10) / 10,
+            Math.max(0, Math.round(ev.timeStamp - t0))];
+  }
+  function redraw() {
+    ctx.clearRect(0, 0, pad.width, pad.height);
+    ctx.lineWidth = 4;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.strokeStyle = "#1b2a3a";
+    for (const s of strokes.concat(current ? [current] : [])) {
+      ctx.beginPath();
+      ctx.moveTo(s[0][0], s[0][1]);
+      if (s.length === 1) ctx.lineTo(s[0][0] + 0.1, s[0][1]);
+      for (let i = 1; i < s.length; i++) ctx.lineTo(s[i][0], s[i][1]);
+      ctx.stroke();
+    }
+    $("stroke-count").textContent = `${strokes.length} stroke${strokes.length === 1 ? "" : "s"}`;
+  }
+
+  pad.addEventListener("pointerdown", (ev) => {
+    if (ev.button !== undefined && ev.button > 0) return;
+    ev.preventDefault();
+    pad.setPointerCapture(ev.pointerId);
+    current = [point(ev)];
+    redraw();
+  });
+  pad.addEventListener("pointermove", (ev) => {
+    if (!current) return;
+    ev.preventDefault();
+    const events = ev.getCoalescedEvents ? ev.getCoalescedEvents() : [ev];
+    for (const e of (events.length ? events : [ev])) current.push(point(e));
+    redraw();
+  });
+  function endStroke(ev) {
+    if (!current) return;
+    ev.preventDefault();
+    strokes.push(current);
+    current = null;
+    redraw();
+    recognizeInk();
+  }
+  pad.addEventListener("pointerup", endStroke);
+  pad.addEventListener("pointercancel", endStroke);
+
+  $("undo").addEventListener("click", () => { strokes.pop(); redraw(); recognizeInk(); });
+  $("clear").addEventListener("click", () => {
+    strokes.length = 0; t0 = null; redraw(); requestSeq++;
+    $("candidates").replaceChildren(); setInkStatus("");
+  });
+
+  // ------------------------------------------------------------ ink recognition
+  function setInkStatus(msg) { $("ink-status").textContent = msg; }
+
+  async function recognizeInk() {
+    const seq = ++requestSeq;
+    if (!strokes.length) { $("candidates").replaceChildren(); return; }
+    setInkStatus("recognizing…");
+    try {
+      const r = await fetch("/v1/recognize/ink", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ strokes }),
+      });
+      const body = await r.json();
+      if (seq !== requestSeq) return;
+      if (!r.ok) { setInkStatus(body.error || `error ${r.status}`); $("candidates").replaceChildren(); return; }
+      setInkStatus("");
+      showCandidates(body);
+    } catch (e) {
+      if (seq === requestSeq) setInkStatus("cannot reach the server");
+    }
+  }
+
+  function showCandidates(body) {
+    const list = body.candidates && body.candidates.length
+      ? body.candidates : [{ text: body.text, probability: null }];
+    const items = list.map((c) => {
+      const li = document.createElement("li");
+      li.dataset.text = c.text;
+      const t = document.createElement("span");
+      t.className = "cand-text";
+      t.textContent = c.text === "" ? "∅" : c.text;
+      li.appendChild(t);
+      if (c.probability !== null && c.probability !== undefined) {
+        const p = document.createElement("span");
+        p.className = "cand-prob";
+        p.textContent = `${(100 * c.probability).toFixed(1)}%`;
+        li.appendChild(p);
+      }
+      return li;
+    });
+    $("candidates").replaceChildren(...items);
+    $("candidates").dataset.count = String(items.length);
+  }
+
+  // ------------------------------------------------------------ line images
+  function confClass(c) { return c >= 0.9 ? "conf-high" : c >= 0.6 ? "conf-mid" : "conf-low"; }
+
+  $("line-file").addEventListener("change", async () => {
+    const file = $("line-file").files[0];
+    if (!file) return;
+    const img = $("line-preview");
+    img.src = URL.createObjectURL(file);
+    $("line-preview-wrap").hidden = false;
+    $("line-box").hidden = true;
+    $("line-status").textContent = "recognizing…";
+    $("line-result").replaceChildren();
+    const form = new FormData();
+    form.append("file", file, file.name);
+    try {
+      const r = await fetch("/v1/recognize/line", { method: "POST", body: form });
+      const body = await r.json();
+      if (!r.ok) { $("line-status").textContent = body.error || `error ${r.status}`; return; }
+      $("line-status").textContent = body.text ? "" : "(no text recognized)";
+      showLine(body);
+    } catch (e) {
+      $("line-status").textContent = "cannot reach the server";
+    }
+  });
+
+  function showLine(body) {
+    const img = $("line-preview");
+    const spans = Array.from(body.text).map((ch, i) => {
+      const s = document.createElement("span");
+      const c = body.confidences[i];
+      s.textContent = ch;
+      s.className = confClass(c);
+      s.dataset.confidence = c.toFixed(4);
+      s.title = `${JSON.stringify(ch)} confidence ${(100 * c).toFixed(1)}%`;
+      const pos = body.positions[i];
+      s.addEventListener("mouseenter", () => {
+        const w = img.naturalWidth || 1;
+        const box = $("line-box");
+        box.style.left = `${(100 * pos[0]) / w}%`;
+        box.style.width = `${(100 * Math.max(1, pos[1] - pos[0])) / w}%`;
+        box.hidden = false;
+      });
+      s.addEventListener("mouseleave", () => { $("line-box").hidden = true; });
+      return s;
+    });
+    $("line-result").replaceChildren(...spans);
+  }
+})();
