@@ -63,7 +63,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     if not cfg.train:
         raise InkpackError("train: no training data (set 'train' in the config or pass TRAIN)")
     result = train(cfg)
-    print(json.dumps(result))
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(result))
     return 0
 
 

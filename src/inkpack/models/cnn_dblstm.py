@@ -47,10 +47,17 @@ class CNNDBLSTM(nn.Module):
         lstm_layers: int = 2,
         dropout: float = 0.2,
         in_channels: int = 1,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
+        if norm not in ("batch", "none"):
+            raise InkpackError(f"model option norm must be 'batch' or 'none', not {norm!r}")
         self.height = height
         self.cnn = ConvStack(in_channels, conv_cfg)
+        if norm == "none":  # no batch statistics: an example's output ignores its batch-mates
+            for i, m in enumerate(self.cnn.body):
+                if isinstance(m, nn.BatchNorm2d):
+                    self.cnn.body[i] = nn.Identity()
         h_out, _ = self.cnn.out_size(height, 64)
         self.feat_in = self.cnn.out_channels * h_out
         self.proj = nn.Linear(self.feat_in, feat_dim)

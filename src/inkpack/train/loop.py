@@ -5,6 +5,14 @@ augmentation is seeded per ``(seed, epoch, example)``, and the checkpoint stores
 model, optimizer, scheduler, torch/numpy/python RNG states and the position inside
 the epoch. Restarting the same command after a SIGKILL continues from the last
 checkpoint and takes the very same next step.
+
+Data parallel: under ``torchrun`` (or ``inkpack train --nproc N``) every process builds
+the same global batches (``batch_size`` is the global size) and trains on its
+cost-balanced share of each (:mod:`inkpack.train.sharding`); DistributedDataParallel
+averages the gradients of losses scaled so that N processes take the step one process
+takes on the same global batch. Rank 0 alone writes checkpoints, logs, plots and the
+best model; validation is sharded by batch and its counts summed, and rank 0's epoch
+record is broadcast, so early stopping and the LR schedule agree on every rank.
 """
 
 from __future__ import annotations
@@ -17,8 +25,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
+from torch import nn
 from tqdm import tqdm
 
 from inkpack.batching import Batch, bucket_batches, random_batches
@@ -29,8 +39,21 @@ from inkpack.errors import InkpackError, UnknownCharacterError
 from inkpack.metrics import ErrorCounts
 from inkpack.model_io import save_model
 from inkpack.models import REGISTRY, build_model
-from inkpack.train.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
-from inkpack.train.plot import plot_curves
+from inkpack.train.checkpoint import load_checkpoint, rng_state, set_rng_state
+from inkpack.train.distributed import (
+    DistEnv,
+    all_reduce_sums,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+    save_atomic,
+    scale_loss,
+    wrap_model,
+)
+from inkpack.train.sharding import DistributedBatchSampler, batch_cost, imbalance
+
+# cost model of a rank's share under each batching (pad-max pads all alike: cost = count)
+SHARD_MODE = {"pad-min": "padded", "pack": "packed", "pad-max": "count"}
 
 
 @dataclass
@@ -89,6 +112,26 @@ def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, batch: Batch) -> torch
     return loss / max(1, len(batch))
 
 
+def run_model(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded or packed forward pass of an image model on ``batch``."""
+    if batch.packing is not None:
+        from inkpack.packed_forward import packed_forward
+
+        return packed_forward(model, batch)
+    return model(batch.images, batch.heights, batch.widths)
+
+
+class _BatchForward(nn.Module):
+    """What DDP wraps: its forward must be the one called, for the packed path too."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return run_model(self.model, batch)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -101,17 +144,22 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.ckpt_path = self.out / "last.pt"
+        self.env = DistEnv()  # setup() joins the process group when launched by torchrun
+        self.ddp: nn.Module | None = None
 
     # ---------------------------------------------------------------- data
     def _load_data(self, alphabet: Alphabet | None) -> None:
         cfg = self.cfg
-        self.train_set = load_lineset(cfg.train, cfg.height, cfg.progress, cfg.limit)
+        progress = cfg.progress and self.env.is_main
+        self.train_set = load_lineset(cfg.train, cfg.height, progress, cfg.limit)
         if len(self.train_set) == 0:
             raise InkpackError(f"{cfg.train}: no usable training lines ({len(self.train_set.skipped)} skipped)")
         self.alphabet = alphabet or Alphabet.from_texts(self.train_set.texts)
-        self.val_set = load_lineset(cfg.val, cfg.height, cfg.progress, cfg.val_limit) if cfg.val else None
+        self.val_set = load_lineset(cfg.val, cfg.height, progress, cfg.val_limit) if cfg.val else None
         self.skipped = list(self.train_set.skipped)
         self._filter_train()
+        if not self.env.is_main:
+            return
         with open(self.out / "skipped.txt", "w", encoding="utf-8") as f:
             f.write("\n".join(self.skipped) + ("\n" if self.skipped else ""))
         if self.skipped:
@@ -163,15 +211,12 @@ class Trainer:
         return batch
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if batch.packing is not None:
-            from inkpack.packed_forward import packed_forward
-
-            return packed_forward(self.model, batch)
-        return self.model(batch.images, batch.heights, batch.widths)
+        return run_model(self.model, batch)
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
         cfg = self.cfg
+        self.env = env = init_distributed()
         torch.manual_seed(cfg.seed)
         ckpt = load_checkpoint(self.ckpt_path)
         alphabet = Alphabet.from_dict(ckpt["alphabet"]) if ckpt else None
@@ -183,13 +228,17 @@ class Trainer:
         self.model = build_model(cfg.arch, 2, **opts)
         self._load_data(alphabet)
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.arch, self.alphabet.num_classes, **opts)
+        self.model = build_model(cfg.arch, self.alphabet.num_classes, **opts).to(env.device)
         self.train_batcher = LineBatcher(
             self.train_set, self.alphabet, AugmentConfig(enabled=cfg.augment), seed=cfg.seed, unknown_policy="error"
         )
         self.max_width = max(self.train_set.widths)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.steps_per_epoch = len(self._epoch_batches(0))
+        sizes = [(cfg.height, w) for w in self.train_set.widths]
+        self.sampler = DistributedBatchSampler(
+            self._epoch_batches, env.rank, env.world_size, sizes.__getitem__, SHARD_MODE[cfg.batching]
+        )
+        self.steps_per_epoch = len(self.sampler)  # global batches of epoch 0 (all of them single-process)
         total = max(1, self.steps_per_epoch * cfg.epochs)
         warm = min(cfg.warmup_steps, total // 4 + 1)
 
@@ -204,40 +253,82 @@ class Trainer:
         self.history: list[dict] = []
         self.best_cer, self.bad_epochs, self.elapsed = float("inf"), 0, 0.0
         self.skip_count = len(self.skipped)
+        self.epoch_imbalance = (0.0, 0)
+        if env.distributed:  # own dropout masks per rank (the model above is the same everywhere)
+            torch.manual_seed(cfg.seed + 1_000_003 * (env.rank + 1))
         if ckpt:
             self.model.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["optimizer"])
             self.sched.load_state_dict(ckpt["scheduler"])
-            set_rng_state(ckpt["rng"])
             self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
             self.global_step, self.history = ckpt["global_step"], ckpt["history"]
             self.best_cer, self.bad_epochs = ckpt["best_cer"], ckpt["bad_epochs"]
             self.elapsed = ckpt["elapsed"]
             self.epoch_loss = ckpt.get("epoch_loss", (0.0, 0))
-            tqdm.write(f"resumed from {self.ckpt_path}: epoch {self.epoch + 1}, step {self.step_in_epoch}")
+            self.epoch_imbalance = ckpt.get("epoch_imbalance", (0.0, 0))
+            self._restore_rng(ckpt)
+            old_world = ckpt.get("world_size", 1)
+            if old_world != env.world_size and self.step_in_epoch:
+                self.step_in_epoch = self._remap_step(self.step_in_epoch, old_world)
+            self._say(f"resumed from {self.ckpt_path}: epoch {self.epoch + 1}, step {self.step_in_epoch}")
         else:
             self.epoch_loss = (0.0, 0)
+        if env.distributed:  # DDP broadcasts rank 0's weights; all ranks loaded the same checkpoint anyway
+            self.ddp = wrap_model(_BatchForward(self.model), env)
+
+    def _say(self, msg: str) -> None:
+        if self.env.is_main:
+            tqdm.write(msg)
+
+    def _restore_rng(self, ckpt: dict) -> None:
+        env = self.env
+        set_rng_state(ckpt["rng"])
+        mine = ckpt.get("rng_ranks") or []
+        if env.distributed and len(mine) == env.world_size:
+            torch.set_rng_state(mine[env.rank]["torch"])
+            if "cuda" in mine[env.rank] and env.device.type == "cuda":
+                torch.cuda.set_rng_state(mine[env.rank]["cuda"], env.device)
+        elif env.distributed:  # other number of processes: fresh per-rank streams
+            torch.manual_seed(self.cfg.seed + 1_000_003 * (env.rank + 1) + self.global_step)
+        elif "cuda_rng" in ckpt and env.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], env.device)
+
+    def _remap_step(self, step: int, old_world: int) -> int:
+        """The same place in the epoch under another number of processes, which keeps
+        other global batches (those with fewer examples than processes are dropped)."""
+        every = self._epoch_batches(self.epoch)
+        done = [j for j, b in enumerate(every) if len(b) >= old_world][step - 1] + 1
+        return sum(1 for b in every[:done] if len(b) >= self.env.world_size)
 
     def save(self) -> None:
-        atomic_save(
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(),
-                "rng": rng_state(),
-                "epoch": self.epoch,
-                "step_in_epoch": self.step_in_epoch,
-                "global_step": self.global_step,
-                "history": self.history,
-                "best_cer": self.best_cer,
-                "bad_epochs": self.bad_epochs,
-                "elapsed": self.elapsed,
-                "epoch_loss": self.epoch_loss,
-                "alphabet": self.alphabet.to_dict(),
-                "config": asdict(self.cfg),
-            },
-            self.ckpt_path,
-        )
+        """Write the checkpoint (rank 0); call on every rank: it gathers their RNG states."""
+        env = self.env
+        ckpt = {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": rng_state(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+            "best_cer": self.best_cer,
+            "bad_epochs": self.bad_epochs,
+            "elapsed": self.elapsed,
+            "epoch_loss": self.epoch_loss,
+            "epoch_imbalance": self.epoch_imbalance,
+            "world_size": env.world_size,
+            "alphabet": self.alphabet.to_dict(),
+            "config": asdict(self.cfg),
+        }
+        cuda = env.device.type == "cuda"
+        if cuda:
+            ckpt["cuda_rng"] = torch.cuda.get_rng_state(env.device)
+        if env.distributed:
+            own = {"torch": torch.get_rng_state(), **({"cuda": ckpt["cuda_rng"]} if cuda else {})}
+            ckpt["rng_ranks"] = [None] * env.world_size
+            dist.all_gather_object(ckpt["rng_ranks"], own)
+        save_atomic(ckpt, self.ckpt_path, env)
 
     def model_config(self, metrics: dict | None = None) -> dict:
         return {
@@ -251,64 +342,95 @@ class Trainer:
         }
 
     # ---------------------------------------------------------------- steps
-    def train_step(self, batch: Batch) -> float:
+    def train_step(self, batch: Batch, global_count: int | None = None) -> float:
+        """One optimiser step; ``global_count`` = examples of the step over all ranks (DDP)."""
         self.model.train()
-        logits, lengths = self.forward(batch)
-        loss = ctc_loss(logits, lengths, batch)
+        batch = batch.to(self.env.device)  # images only (a no-op on CPU); sizes stay on the CPU
+        if self.ddp is None:
+            logits, lengths = self.forward(batch)
+            loss = objective = ctc_loss(logits, lengths, batch)
+        else:
+            logits, lengths = self.ddp(batch)
+            loss = ctc_loss(logits, lengths, batch)
+            objective = scale_loss(loss * len(batch), global_count or len(batch), self.env.world_size)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        objective.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)  # DDP: on the averaged gradient
         self.opt.step()
         self.sched.step()
         return float(loss.detach())
 
     @torch.no_grad()
     def validate(self) -> dict:
+        """CER/WER/loss; with N ranks each decodes every N-th batch and the counts are summed."""
         from inkpack.decode.greedy import greedy_decode
 
         self.model.eval()
+        env = self.env
         counts, loss_sum, n = ErrorCounts(), 0.0, 0
         vb = LineBatcher(self.val_set, self.alphabet, None, unknown_policy="skip")
         order = sorted(range(len(self.val_set)), key=lambda i: self.val_set.widths[i])
-        for s in range(0, len(order), 32):
-            batch = vb(order[s : s + 32])
+        for s in list(range(0, len(order), 32))[env.rank :: env.world_size]:
+            batch = vb(order[s : s + 32]).to(env.device)
             logits, lengths = self.model(batch.images, batch.heights, batch.widths)
             loss_sum += float(ctc_loss(logits, lengths, batch)) * len(batch)
             n += len(batch)
             for labels, ref in zip(greedy_decode(logits.log_softmax(-1), lengths), batch.texts):
                 counts.add(self.alphabet.decode(labels), ref)
+        if env.distributed:
+            tot = all_reduce_sums({**asdict(counts), "loss": loss_sum, "n": n}, env)
+            counts = ErrorCounts(**{k: round(tot[k]) for k in asdict(counts)})
+            loss_sum, n = tot["loss"], round(tot["n"])
         return {"val_cer": counts.cer, "val_wer": counts.wer, "val_loss": loss_sum / max(1, n)}
 
     # ---------------------------------------------------------------- run
     def fit(self) -> dict:
-        cfg = self.cfg
+        cfg, env = self.cfg, self.env
         start = time.time() - self.elapsed
         stop_reason = "epochs"
         while self.epoch < cfg.epochs:
-            batches = self._epoch_batches(self.epoch)
+            self.sampler.set_epoch(self.epoch)
+            batches = self.sampler.batches()
             self.train_batcher.epoch = self.epoch
             bar = tqdm(
                 total=len(batches), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                unit="batch", disable=not cfg.progress, dynamic_ncols=True,
+                unit="batch", disable=not (cfg.progress and env.is_main), dynamic_ncols=True,
             )
             t_lines, t0 = 0, time.time()
             while self.step_in_epoch < len(batches):
-                batch = self._make_batch(batches[self.step_in_epoch])
-                loss = self.train_step(batch)
+                if env.distributed:
+                    shares = self.sampler.shares(self.step_in_epoch)
+                    sizes = [[self.sampler.cost_fn(i) for i in sh] for sh in shares]
+                    imb = imbalance([batch_cost(sz, self.sampler.mode) for sz in sizes])
+                    s, k = self.epoch_imbalance
+                    self.epoch_imbalance = (s + imb, k + 1)
+                    batch = self._make_batch(shares[env.rank])
+                else:
+                    batch = self._make_batch(batches[self.step_in_epoch])
+                loss = self.train_step(batch, len(batches[self.step_in_epoch]))
+                n = len(batch)
+                self.elapsed = time.time() - start
+                timed_out = bool(cfg.time_limit and self.elapsed >= cfg.time_limit * 60)
+                if env.distributed:  # global mean loss; stop when any rank hits the time limit
+                    tot = all_reduce_sums({"loss": loss * n, "n": n, "stop": float(timed_out)}, env)
+                    n, timed_out = round(tot["n"]), tot["stop"] > 0
+                    loss = tot["loss"] / n
                 s, k = self.epoch_loss
-                self.epoch_loss = (s + loss * len(batch), k + len(batch))
+                self.epoch_loss = (s + loss * n, k + n)
                 self.step_in_epoch += 1
                 self.global_step += 1
-                t_lines += len(batch)
+                t_lines += n
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.2f}", lines_s=f"{t_lines / max(1e-9, time.time() - t0):.1f}")
-                self.elapsed = time.time() - start
+                post = {"loss": f"{loss:.2f}", "lines_s": f"{t_lines / max(1e-9, time.time() - t0):.1f}"}
+                if env.distributed:
+                    post["imbalance"] = f"{imb:.2f}"
+                bar.set_postfix(post)
                 if self.global_step % cfg.ckpt_every == 0:
                     self.save()
                 if cfg.max_steps and self.global_step >= cfg.max_steps:
                     stop_reason = "max_steps"
                     break
-                if cfg.time_limit and self.elapsed >= cfg.time_limit * 60:
+                if timed_out:
                     stop_reason = "time_limit"
                     break
             bar.close()
@@ -318,34 +440,47 @@ class Trainer:
             self._end_epoch(t_lines, time.time() - t0, start)
             if cfg.val and self.bad_epochs >= cfg.patience:
                 stop_reason = "early_stopping"
-                tqdm.write(f"early stopping: no val CER improvement for {cfg.patience} epochs")
+                self._say(f"early stopping: no val CER improvement for {cfg.patience} epochs")
                 break
         return {"stop": stop_reason, "best_cer": self.best_cer, "epochs": self.epoch, "steps": self.global_step}
 
     def _end_epoch(self, lines: int, seconds: float, start: float) -> None:
+        env = self.env
         s, k = self.epoch_loss
         rec = {"epoch": self.epoch + 1, "step": self.global_step, "train_loss": s / max(1, k),
                "lines_per_s": lines / max(1e-9, seconds), "lr": self.opt.param_groups[0]["lr"]}
+        if env.distributed:
+            s, k = self.epoch_imbalance
+            rec.update(imbalance=s / max(1, k), world_size=env.world_size)
+            for b in self.model.buffers():  # validate with rank 0's BatchNorm statistics everywhere
+                dist.broadcast(b, 0)
         if self.val_set is not None:
             rec.update(self.validate())
         rec["elapsed_s"] = time.time() - start
+        rec = broadcast_object(rec, env)  # rank 0's record: every rank takes the same decisions
         self.history.append(rec)
         improved = self.val_set is not None and rec["val_cer"] < self.best_cer
         if improved:
             self.best_cer, self.bad_epochs = rec["val_cer"], 0
-            save_model(self.model, self.model_config({k: rec[k] for k in ("val_cer", "val_wer", "epoch")}), self.out / "best")
+            if env.is_main:
+                metrics = {k: rec[k] for k in ("val_cer", "val_wer", "epoch")}
+                save_model(self.model, self.model_config(metrics), self.out / "best")
         else:
             self.bad_epochs += 1
-        if self.val_set is None:
+        if self.val_set is None and env.is_main:
             save_model(self.model, self.model_config(), self.out / "best")
         self.epoch += 1
-        self.step_in_epoch, self.epoch_loss = 0, (0.0, 0)
+        self.step_in_epoch, self.epoch_loss, self.epoch_imbalance = 0, (0.0, 0), (0.0, 0)
         self.elapsed = time.time() - start
         self.save()
+        if not env.is_main:
+            return
         self._log()
         msg = f"epoch {rec['epoch']}: loss {rec['train_loss']:.3f}, {rec['lines_per_s']:.1f} lines/s"
         if "val_cer" in rec:
             msg += f", val CER {100 * rec['val_cer']:.2f}% WER {100 * rec['val_wer']:.2f}%"
+        if "imbalance" in rec:
+            msg += f", rank imbalance {rec['imbalance']:.3f}"
         tqdm.write(msg + (" (best)" if improved else ""))
 
     def _log(self) -> None:
@@ -356,10 +491,17 @@ class Trainer:
             w.writeheader()
             w.writerows(self.history)
         if self.val_set is not None:
+            # imported here: only rank 0 pays for matplotlib
+            from inkpack.train.plot import plot_curves
+
             plot_curves(self.history, self.out / "curves.png")
 
 
 def train(cfg: TrainConfig) -> dict:
+    """Train (single process, or one rank of a ``torchrun`` job) and leave the process group."""
     trainer = Trainer(cfg)
-    trainer.setup()
-    return trainer.fit()
+    try:
+        trainer.setup()
+        return trainer.fit()
+    finally:
+        cleanup()
