@@ -17,8 +17,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/inkpack demo
 
+# One BLAS thread: tensorly's numpy maths spins on threads when the 2 cores are shared.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     from inkpack.deploy.commands import add_parsers as add_deploy_parsers
 
     add_deploy_parsers(sub)  # export, serve
+
+    from inkpack.compress.commands import add_parsers as add_compress_parsers
+
+    add_compress_parsers(sub)  # compress, report
     return p
 
 

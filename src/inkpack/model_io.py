@@ -71,6 +71,10 @@ def load_model(path: str | None = None) -> tuple[nn.Module, dict, Alphabet]:
     cfg = read_config(stem)
     alphabet = Alphabet.from_dict(cfg["alphabet"])
     model = build_model(cfg["arch"], alphabet.num_classes, **cfg.get("options", {}))
+    if "compression" in cfg:  # rebuilt low-rank/Tucker structure, k-means file, int8 at load
+        from inkpack.compress.commands import load_compressed
+
+        return load_compressed(model, cfg["compression"], stem), cfg, alphabet
     wpath = stem.with_suffix(".safetensors")
     try:
         state = load_file(str(wpath))

@@ -1,0 +1,162 @@
+"""Compression side by side (seeds 001/003/004): teacher vs student vs Tucker+int8 student, and
+SVD + ADW + k-means on the online character model.
+
+There is no trained VGG-DBLSTM teacher (8M parameters do not train on this 2-core CPU in a
+session): the teacher is built with random weights, which is enough for size, FLOPs and latency,
+but its CER is reported as null with the reason. Latency: median of single-line forward passes on
+one thread, the median-width hooker validation line, all models in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tensorly's SVDs spin-wait on a shared CPU otherwise
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import REPO, SHARED, machine, parser, table, write_json
+
+from inkpack.compress.commands import Task, _accuracy, _example, retrain
+from inkpack.compress.kmeans import WeightSharing
+from inkpack.compress.lowrank import lowrank_linear, lowrank_lstm
+from inkpack.compress.prune import Pruner
+from inkpack.compress.quantize import quantize_int8
+from inkpack.compress.report import (
+    count_flops,
+    count_params,
+    measure_latency,
+    size_on_disk_mb,
+)
+from inkpack.compress.tucker import tucker_decompose
+from inkpack.model_io import load_model, save_model
+from inkpack.models import build_model
+
+NO_TEACHER = ("no trained vgg-dblstm teacher: training 8M parameters is not feasible on this 2-core CPU; "
+              "the teacher is built with random weights for size/FLOPs/latency only")
+
+
+def row(model, example, runs: int, size_mb: float) -> dict:
+    return {"params": count_params(model), "size_mb": size_mb, "gflops": count_flops(model, example) / 1e9,
+            "latency_ms": measure_latency(model, example, runs=runs, threads=1)["median_ms"]}
+
+
+def safetensors_mb(model, cfg) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        stem = save_model(model, cfg, Path(d) / "m")
+        return stem.with_suffix(".safetensors").stat().st_size / 1e6
+
+
+def image_part(quick: bool, out: dict) -> list[tuple]:
+    student, cfg, alphabet = load_model("hooker-darknet")
+    teacher = build_model("vgg-dblstm", alphabet.num_classes, **cfg.get("options", {})).eval()
+    limit = 100 if quick else None
+    task = Task(cfg, alphabet, str(SHARED / "data/hooker/val.tsv"), limit=limit, split="val")
+    ex = _example(student, cfg, task)
+    runs = 5 if quick else 15
+    t0 = time.perf_counter()
+    tk = copy.deepcopy(student)
+    changes = tucker_decompose(tk, 0.9)
+    tk_fp32 = copy.deepcopy(tk)
+    tk8 = quantize_int8(tk, inplace=True)
+    decomp_s = time.perf_counter() - t0
+    rows = {
+        "vgg-dblstm (teacher, random weights)": row(teacher, ex, runs, safetensors_mb(teacher, cfg)),
+        "darknet-dblstm (hooker-darknet)": row(student, ex, runs, (REPO / "models/hooker-darknet.safetensors").stat().st_size / 1e6),
+        "darknet tucker(0.9)+int8": {**row(tk_fp32, ex, 1, size_on_disk_mb(tk8)),
+                                     "latency_ms": measure_latency(tk8, ex, runs=runs, threads=1)["median_ms"]},
+    }
+    base = rows["vgg-dblstm (teacher, random weights)"]
+    acc_s = _accuracy(student, cfg, alphabet, task)
+    acc_tk = _accuracy(tk8, cfg, alphabet, task)
+    rows["darknet-dblstm (hooker-darknet)"].update(acc_s)
+    rows["darknet tucker(0.9)+int8"].update(acc_tk)
+    for r in rows.values():
+        r["Cr"] = base["size_mb"] / r["size_mb"]
+        r["Sr"] = base["gflops"] / r["gflops"]
+        r["speedup"] = base["latency_ms"] / r["latency_ms"]
+    st, tk_row = rows["darknet-dblstm (hooker-darknet)"], rows["darknet tucker(0.9)+int8"]
+    out.update({
+        "speedup": st["speedup"], "size_ratio": st["Cr"], "flops_ratio": st["Sr"],
+        "cer_teacher": None, "cer_teacher_reason": NO_TEACHER,
+        "cer_student": acc_s["cer"], "wer_student": acc_s["wer"], "val_lines": acc_s["lines"],
+        "speedup_tucker_int8": tk_row["speedup"], "size_ratio_tucker_int8": tk_row["Cr"],
+        "speedup_tucker_int8_vs_student": st["latency_ms"] / tk_row["latency_ms"],
+        "cer_tucker_int8_no_finetune": acc_tk["cer"], "tucker_seconds": decomp_s,
+        "tucker_layers": [f"{c.name}: {c.detail}" for c in changes],
+        "image_rows": rows, "example_width": int(ex[2][0]),
+    })
+    return [(n, f"{r['params'] / 1e6:.2f}M", f"{r['Cr']:.2f}", f"{r['gflops']:.3f}", f"{r['Sr']:.2f}",
+             f"{r['latency_ms']:.1f}", f"{r['speedup']:.2f}", f"{r['size_mb']:.2f}",
+             f"{r['cer']:.3f}" if "cer" in r else "n/a (no teacher)") for n, r in rows.items()]
+
+
+def char_part(quick: bool, out: dict) -> list[tuple]:
+    stem = REPO / "models/hanzi-lstm-char"
+    if not stem.with_suffix(".json").exists():
+        out.update(char_size_ratio=None, char_top1_drop=None,
+                   char_skipped="models/hanzi-lstm-char.json not present (model not shipped yet)")
+        return []
+    model, cfg, alphabet = load_model(str(stem))
+    n_val = 300 if quick else 1500
+    steps = 0 if quick else 300
+    val = Task(cfg, alphabet, None, limit=n_val, split="val")
+    train = Task(cfg, alphabet, None, batch_size=32, seed=7)
+    base_top1 = _accuracy(model, cfg, alphabet, val)["top1"]
+    fp32_bytes = stem.with_suffix(".safetensors").stat().st_size
+    ex = _example(model, cfg, val)
+    lat0 = measure_latency(model, ex, runs=20, threads=1)["median_ms"]
+    fl0 = count_flops(model, ex)
+    m = copy.deepcopy(model)
+    lowrank_lstm(m, energy=0.9)
+    lowrank_linear(m, energy=0.9)
+    svd_top1 = _accuracy(m, cfg, alphabet, val)["top1"]
+    pruner = Pruner(m, 0.6, max(1, steps // 2))
+    if steps:
+        retrain(m, train, steps // 2, lr=3e-4, after_step=pruner.step)
+    pruner.finish()
+    ws = WeightSharing(m, 5)
+    if steps:
+        retrain(m, train, steps // 2, lr=1e-4, params=ws.parameters() + ws.other_parameters(),
+                after_backward=ws.sync_grads, after_step=ws.apply)
+    ws.apply()
+    with tempfile.TemporaryDirectory() as d:
+        sizes = ws.save(Path(d) / "c.npz")
+    top1 = _accuracy(m, cfg, alphabet, val)["top1"]
+    lat1 = measure_latency(m, ex, runs=20, threads=1)["median_ms"]
+    out.update(char_size_ratio=fp32_bytes / sizes["bytes"], char_top1_drop=base_top1 - top1,
+               char_top1_base=base_top1, char_top1_svd_only=svd_top1, char_top1_compressed=top1,
+               char_val_samples=val.n, char_finetune_steps=steps, char_flops_ratio=fl0 / count_flops(m, ex),
+               char_latency_ratio=lat0 / lat1, char_bytes=sizes["bytes"], char_fp32_bytes=fp32_bytes,
+               char_sparsity=pruner.sparsity()["total"])
+    return [("lstm-char fp32", f"{fp32_bytes / 1e6:.2f}", f"{base_top1:.3f}", f"{lat0:.2f}"),
+            ("svd+adw(0.6)+kmeans(5b)", f"{sizes['bytes'] / 1e6:.2f}", f"{top1:.3f}", f"{lat1:.2f}")]
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    out: dict = {"quick": args.quick, "machine": machine()}
+    img = image_part(args.quick, out)
+    print(table(img, ("model", "params", "Cr", "GFLOPs", "Sr", "latency ms", "speed-up", "MB", "CER")))
+    ch = char_part(args.quick, out)
+    if ch:
+        print(table(ch, ("char model", "MB", "top-1", "latency ms")))
+    else:
+        print("lstm-char part skipped:", out["char_skipped"])
+    out["seconds"] = time.perf_counter() - t0
+    print(json.dumps({k: out[k] for k in ("speedup", "size_ratio", "cer_teacher", "cer_student",
+                                          "speedup_tucker_int8", "char_size_ratio", "char_top1_drop")}))
+    write_json(args.json, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""`inkpack compress` (recipes, combinable with '+') and `inkpack report` (the seeds' tables).
+
+A compressed model is NAME.json + weights. The json keeps the base architecture and adds a
+``compression`` record: the recipe, the replaced modules (`lowrank.structure`), where the weights
+are (``safetensors``, or ``shared-npz`` = the k-means compact file NAME.npz) and an ``int8`` flag
+(fp32 weights stored, dynamic int8 applied at load). `model_io.load_model` calls
+`load_compressed` for such files. Recipes run in the fixed order distill → tucker → svd → adw →
+kmeans → int8 whatever order they are written in; retraining recipes use --data/--steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from inkpack.errors import InkpackError
+
+RECIPES = ("distill", "tucker", "svd", "adw", "kmeans", "int8")
+
+
+def parse_recipe(text: str) -> list[str]:
+    parts = [p.strip().lower() for p in text.split("+") if p.strip()]
+    bad = [p for p in parts if p not in RECIPES]
+    if bad or not parts:
+        raise InkpackError(f"--recipe: unknown part {bad[0] if bad else text!r} (use {'|'.join(RECIPES)}, joined by '+')")
+    return [r for r in RECIPES if r in parts]
+
+
+def load_compressed(model: nn.Module, comp: dict, stem: str | Path, int8: bool = True) -> nn.Module:
+    """Rebuild the recorded structure on a fresh base model, load its weights, quantize if flagged."""
+    from safetensors.torch import load_file
+
+    from inkpack.compress.kmeans import load_into
+    from inkpack.compress.lowrank import rebuild
+    from inkpack.compress.quantize import quantize_int8
+
+    stem = Path(stem)
+    rebuild(model, comp.get("structure", {}))
+    if comp.get("weights") == "shared-npz":
+        path = stem.with_suffix(".npz")
+        if not path.exists():
+            raise InkpackError(f"{path}: k-means weight file not found")
+        load_into(model, path)
+    else:
+        path = stem.with_suffix(".safetensors")
+        try:
+            state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+            model.load_state_dict(state)
+        except Exception as e:  # noqa: BLE001 (safetensors raises several types)
+            raise InkpackError(f"{path}: cannot load compressed weights ({str(e).splitlines()[0]})") from None
+    model.eval()
+    if int8 and comp.get("int8"):
+        model = quantize_int8(model, inplace=True)
+    return model
+
+
+def load_any(path: str, int8: bool = True) -> tuple[nn.Module, dict, object]:
+    """load_model, optionally without the int8 step (FLOPs are counted on the fp32 graph)."""
+    from inkpack.data.alphabet import Alphabet
+    from inkpack.model_io import load_model, read_config, resolve
+    from inkpack.models import build_model
+
+    stem = resolve(path)
+    cfg = read_config(stem)
+    if int8 or not cfg.get("compression", {}).get("int8"):
+        return load_model(str(stem))
+    alphabet = Alphabet.from_dict(cfg["alphabet"])
+    model = build_model(cfg["arch"], alphabet.num_classes, **cfg.get("options", {}))
+    return load_compressed(model, cfg["compression"], stem, int8=False), cfg, alphabet
+
+
+def model_files(stem: Path, cfg: dict) -> list[Path]:
+    comp = cfg.get("compression", {})
+    return [stem.with_suffix(".json"), stem.with_suffix(".npz" if comp.get("weights") == "shared-npz" else ".safetensors")]
+
+
+class Task:
+    """Batches and loss for one model kind: image lines (CTC) or isolated characters (CE)."""
+
+    def __init__(self, cfg: dict, alphabet, data: str | None, batch_size: int = 16, seed: int = 0,
+                 limit: int | None = None, split: str = "train") -> None:
+        self.kind = cfg.get("input_kind", "image")
+        self.alphabet, self.batch_size, self.seed = alphabet, batch_size, seed
+        if self.kind == "image":
+            from inkpack.data.lines import LineBatcher, load_lineset
+
+            if not data:
+                raise InkpackError("this recipe retrains: give --data TRAIN.tsv (or --steps 0)")
+            height = int(cfg.get("preprocessing", {}).get("height", cfg.get("options", {}).get("height", 48)))
+            self.lines = load_lineset(data, height, progress=False, limit=limit)
+            if not len(self.lines):
+                raise InkpackError(f"{data}: no usable lines")
+            self.batcher = LineBatcher(self.lines, alphabet)
+            self.n = len(self.lines)
+        elif self.kind == "char":
+            from inkpack.data.hanzi_synth import HanziSynthDataset, load_medians
+            from inkpack.data.ink_preprocess import PreprocessConfig
+
+            medians = data or cfg.get("trained_on")
+            if not medians or not os.path.exists(medians):
+                raise InkpackError(f"character model: give --data MEDIANS.json.gz (not found: {medians})")
+            chars = "".join(alphabet.symbols)
+            pcfg = PreprocessConfig(**cfg.get("preprocessing", {}))
+            med = load_medians(medians)
+            if split == "val":
+                self.ds = HanziSynthDataset.validation(med, chars, 1, prep_cfg=pcfg)
+            else:
+                self.ds = HanziSynthDataset(med, chars, 1, seed, "train", prep_cfg=pcfg)
+            self.n = min(len(self.ds), limit) if limit else len(self.ds)
+        else:
+            raise InkpackError(f"compress/report: input kind {self.kind!r} is not supported")
+
+    def batch(self, step: int):
+        rng = np.random.default_rng((self.seed, step))
+        idx = sorted(rng.choice(self.n, min(self.batch_size, self.n), replace=False).tolist())
+        if self.kind == "image":
+            self.batcher.epoch = step
+            return self.batcher(sorted(idx, key=lambda i: self.lines.widths[i]))
+        from inkpack.data.hanzi_synth import collate_chars
+
+        self.ds.set_epoch(step)
+        return collate_chars([self.ds[i] for i in idx])
+
+    def loss(self, model: nn.Module, batch) -> torch.Tensor:
+        if self.kind == "image":
+            from inkpack.train.loop import ctc_loss, run_model
+
+            logits, lengths = run_model(model, batch)
+            return ctc_loss(logits, lengths, batch)
+        feats, lengths, targets = batch
+        return nn.functional.cross_entropy(model(feats, lengths), targets)
+
+
+def retrain(model: nn.Module, task: Task, steps: int, *, lr: float = 3e-4, params=None,
+            after_backward: Callable[[], None] | None = None, after_step: Callable[[], None] | None = None,
+            log: Callable[[str], None] | None = None) -> list[float]:
+    """Plain Adam fine-tuning with hooks for pruning masks and shared-weight gradients."""
+    opt = torch.optim.Adam(params if params is not None else list(model.parameters()), lr=lr)
+    losses = []
+    model.train()
+    for step in range(steps):
+        loss = task.loss(model, task.batch(step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward:
+            after_backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        if after_step:
+            after_step()
+        losses.append(float(loss.detach()))
+        if log and (step + 1) % max(1, steps // 5) == 0:
+            log(f"  step {step + 1}/{steps} loss {statistics.fmean(losses[-max(1, steps // 5):]):.4g}")
+    model.eval()
+    return losses
+
+
+def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
+    """Apply the recipe to MODEL and write OUT (.json + weights); returns (fp32 model, record)."""
+    from inkpack.compress import lowrank, prune, tucker
+    from inkpack.compress.kmeans import WeightSharing
+    from inkpack.compress.report import count_params
+    from inkpack.model_io import load_model, resolve, save_model
+
+    recipe = parse_recipe(args.recipe)
+    model, cfg, alphabet = load_model(args.model)
+    if cfg.get("compression"):
+        raise InkpackError(f"{args.model}: already compressed; start from an uncompressed model")
+    steps = int(args.steps or 0)
+    task = None
+
+    def get_task() -> Task:  # loaded only when a recipe retrains
+        nonlocal task
+        task = task or Task(cfg, alphabet, args.data, args.batch_size, args.seed, args.limit)
+        return task
+
+    notes: list[str] = []
+    comp_extra: dict = {}
+    base_params = count_params(model)
+    if "distill" in recipe:
+        from inkpack.compress.distill import distill, finetune_ctc, student_like
+
+        if cfg.get("input_kind", "image") != "image":
+            raise InkpackError("distill: only CNN-DBLSTM image models")
+        if args.teacher:  # MODEL is the student's starting point
+            teacher, tcfg, _ = load_model(args.teacher)
+            student = model
+        else:  # MODEL is the teacher; a fresh student
+            teacher, tcfg = model, cfg
+            student = student_like(cfg, args.student_arch, alphabet.num_classes)
+            cfg = dict(cfg, arch=args.student_arch)
+        t = get_task()
+        log(f"distill {args.criterion}: {steps} steps, then CTC fine-tune {args.finetune_steps} steps")
+        h = distill(teacher, student, t.batch, args.criterion, steps, lr=args.lr, temperature=args.temperature,
+                    log_every=max(1, steps // 5), log=log)
+        f = finetune_ctc(student, t.batch, args.finetune_steps, lr=args.lr / 3, log_every=max(1, args.finetune_steps // 5), log=log)
+        notes.append(f"distill {args.criterion} from {tcfg.get('arch')} ({steps} + {args.finetune_steps} CTC steps; "
+                     f"final distill loss {h['losses'][-1] if h['losses'] else None})")
+        model, base_params = student, count_params(teacher)
+        comp_extra = {"distill_losses": h["losses"][-1:], "finetune_losses": f["losses"][-1:]}
+    if "tucker" in recipe:
+        ch = tucker.tucker_decompose(model, args.energy, method=args.tucker_method)
+        notes += [f"tucker {c.name}: {c.detail}" for c in ch]
+    if "svd" in recipe:
+        ch = lowrank.lowrank_lstm(model, energy=args.svd_energy) + lowrank.lowrank_linear(model, energy=args.svd_energy)
+        notes += [f"svd {c.name}: {c.detail}" for c in ch]
+    if ("tucker" in recipe or "svd" in recipe) and steps and "adw" not in recipe and "kmeans" not in recipe:
+        log(f"fine-tune after decomposition: {steps} steps")
+        retrain(model, get_task(), steps, lr=args.lr, log=log)
+    if "adw" in recipe:
+        pruner = prune.Pruner(model, args.sparsity, max(1, steps))
+        if steps:
+            log(f"adaptive drop-weight to {args.sparsity:.0%}: {steps} retraining steps")
+            retrain(model, get_task(), steps, lr=args.lr, after_step=pruner.step, log=log)
+        pruner.finish()
+        notes.append(f"adw sparsity {pruner.sparsity()['total']:.3f}")
+    out = Path(args.out)
+    out = out.with_suffix("") if out.suffix in (".json", ".safetensors", ".npz") else out
+    comp: dict = {"recipe": "+".join(recipe), "source": str(resolve(args.model)), "int8": "int8" in recipe,
+                  "weights": "safetensors", "base_params": base_params}
+    if "kmeans" in recipe:
+        ws = WeightSharing(model, args.bits)
+        if steps:
+            log(f"k-means {args.bits} bits: {steps} centroid fine-tuning steps")
+            retrain(model, get_task(), steps, lr=args.lr / 3, params=ws.parameters() + ws.other_parameters(),
+                    after_backward=ws.sync_grads, after_step=ws.apply, log=log)
+        ws.apply()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sizes = ws.save(out.with_suffix(".npz"))
+        comp.update(weights="shared-npz", bits=args.bits, npz_ratio=sizes["ratio"])
+    comp.update(structure=lowrank.structure(model), params=count_params(model),
+                nonzero_params=count_params(model, nonzero=True), notes=notes, **comp_extra)
+    cfg = {k: v for k, v in cfg.items() if k != "metrics"}
+    cfg["compression"] = comp
+    if comp["weights"] == "shared-npz":
+        out.with_suffix(".json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    else:
+        save_model(model, cfg, out)
+    log(f"wrote {out}.json ({comp['recipe']}; {comp['params']:,} params, was {base_params:,})")
+    return model, comp
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    compress(args)
+    return 0
+
+
+def _example(model: nn.Module, cfg: dict, task: Task):
+    """One representative input (median-width line / median-length character) for FLOPs and latency."""
+    if task.kind == "image":
+        from inkpack.batching import pad_collate
+
+        widths = task.lines.widths
+        i = sorted(range(len(widths)), key=widths.__getitem__)[len(widths) // 2]
+        b = pad_collate([torch.from_numpy(task.batcher.image(i))[None]])
+        return (b.images, b.heights, b.widths)
+    lens = [len(task.ds[i][0]) for i in range(min(task.n, 50))]
+    i = sorted(range(len(lens)), key=lens.__getitem__)[len(lens) // 2]
+    f = torch.from_numpy(task.ds[i][0])[None]
+    return (f, torch.tensor([f.shape[1]]))
+
+
+def _accuracy(model: nn.Module, cfg: dict, alphabet, task: Task) -> dict:
+    if task.kind == "image":
+        from inkpack.metrics import ErrorCounts
+        from inkpack.recognizer import LineRecognizer
+
+        rec = LineRecognizer(model, cfg, alphabet)
+        ims = [torch.from_numpy(task.batcher.image(i))[None] for i in range(task.n)]
+        counts = ErrorCounts()
+        for hyp, ref in zip(rec.recognize_prepared(ims), task.lines.texts, strict=True):
+            counts.add(hyp, ref)
+        return {"cer": counts.cer, "wer": counts.wer, "lines": task.n}
+    from inkpack.data.hanzi_synth import collate_chars
+
+    correct = 0
+    with torch.inference_mode():
+        for s in range(0, task.n, 64):
+            feats, lengths, targets = collate_chars([task.ds[i] for i in range(s, min(task.n, s + 64))])
+            correct += int((model(feats, lengths).argmax(-1) == targets).sum())
+    return {"top1": correct / task.n, "samples": task.n}
+
+
+def report(paths: list[str], data: str | None, limit: int | None = None, runs: int = 10,
+           log: Callable[[str], None] = print) -> dict[str, dict]:
+    """One row per model on the same data; ratios against the first model."""
+    from inkpack.compress.report import (
+        compare,
+        count_flops,
+        count_params,
+        measure_latency,
+        size_on_disk_mb,
+    )
+    from inkpack.model_io import resolve
+
+    rows: dict[str, dict] = {}
+    tasks: dict[tuple, Task] = {}
+    for path in paths:
+        stem = resolve(path)
+        model, cfg, alphabet = load_any(path, int8=True)
+        fp32, _, _ = load_any(path, int8=False)
+        kind = cfg.get("input_kind", "image")
+        key = (kind, data or cfg.get("trained_on"), json.dumps(cfg.get("preprocessing", {}), sort_keys=True),
+               "".join(alphabet.symbols) if kind == "char" else "")
+        if key not in tasks:
+            tasks[key] = Task(cfg, alphabet, data, limit=limit, split="val")
+        task = tasks[key]
+        example = _example(fp32, cfg, task)
+        comp = cfg.get("compression", {})
+        files = sum(p.stat().st_size for p in model_files(stem, cfg) if p.exists()) / 1e6
+        name = stem.name
+        row = {"params": count_params(fp32), "nonzero_params": count_params(fp32, nonzero=True),
+               "size_mb": size_on_disk_mb(model) if comp.get("int8") else files, "files_mb": files,
+               "gflops": count_flops(fp32, example) / 1e9,
+               "latency_ms": measure_latency(model, example, runs=runs, threads=1)["median_ms"]}
+        row.update(_accuracy(model, cfg, alphabet, task))
+        row["recipe"] = comp.get("recipe", "-")
+        rows[name if name not in rows else str(stem)] = row
+        log(f"measured {name}")
+    return compare(rows, next(iter(rows)))
+
+
+def plot_report(rows: dict[str, dict], out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in rows.items():
+        acc = 100 * (1 - r["cer"]) if "cer" in r else 100 * r["top1"]
+        ax.scatter(r["latency_ms"], acc)
+        ax.annotate(name, (r["latency_ms"], acc), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency, ms (1 CPU thread)")
+    ax.set_ylabel("accuracy % (100 - CER, or top-1)")
+    ax.grid(alpha=0.3)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from inkpack.compress.report import format_table
+
+    rows = report(args.models, args.data, args.limit, args.runs, log=lambda m: print(m, file=sys.stderr))
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    if args.plot:
+        plot_report(rows, args.plot)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """`compress` and `report` subcommands (cli.py: `from inkpack.compress.commands import add_parsers`)."""
+    from inkpack.compress.distill import CRITERIA
+
+    p = sub.add_parser("compress", help="compress a model: distill, tucker, svd, adw, kmeans, int8 (join with '+')")
+    p.add_argument("model")
+    p.add_argument("--recipe", required=True, help="e.g. tucker+int8, svd+adw+kmeans, distill")
+    p.add_argument("--out", required=True, help="output stem (writes OUT.json + weights)")
+    p.add_argument("--data", help="training data for retraining (TSV for image models, medians for char models)")
+    p.add_argument("--steps", type=int, default=0, help="retraining steps per retraining stage (0: one-shot)")
+    p.add_argument("--teacher", help="distill: teacher model (then MODEL is the student's start)")
+    p.add_argument("--student-arch", default="darknet-dblstm", help="distill without --teacher: student architecture")
+    p.add_argument("--criterion", default="cnn-mah", choices=CRITERIA)
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax-ce temperature")
+    p.add_argument("--finetune-steps", type=int, default=0, help="distill: CTC fine-tune steps afterwards")
+    p.add_argument("--energy", type=float, default=0.9, help="tucker: kept energy for ranks")
+    p.add_argument("--tucker-method", default="energy", choices=("energy", "vbmf"))
+    p.add_argument("--svd-energy", type=float, default=0.9, help="svd: kept energy per matrix")
+    p.add_argument("--sparsity", type=float, default=0.5, help="adw: final share of dropped weights")
+    p.add_argument("--bits", type=int, default=5, help="kmeans: bits per shared weight")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--limit", type=int, help="use only the first N training lines")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(fn=cmd_compress)
+    r = sub.add_parser("report", help="size / FLOPs / latency / accuracy table for models on the same data")
+    r.add_argument("models", nargs="+")
+    r.add_argument("--data", help="evaluation data (TSV for image models; medians for char models)")
+    r.add_argument("--limit", type=int, help="first N lines / samples")
+    r.add_argument("--runs", type=int, default=10, help="timed runs per model")
+    r.add_argument("--json")
+    r.add_argument("--plot", help="accuracy vs latency PNG")
+    r.set_defaults(fn=cmd_report)

@@ -1,0 +1,208 @@
+"""Teacher–student learning for CNN-DBLSTM line models (seeds 003/004).
+
+Pipeline of the seed: the student copies the teacher's DBLSTM and IP (``fc``) layers, which stay
+FIXED while the student's CNN and projection learn to imitate the teacher at one position of the
+network (one criterion below); then the whole student is fine-tuned with CTC. Teacher and student
+share the feature size and frame rate (width / 4), so frames align one to one. Every criterion is
+averaged over the real (unpadded) frames of the batch: with ``M = Σ_b len_b`` real frames,
+
+* ``softmax-ce`` (temperature τ): ``1/M Σ_t,b Σ_k p_T(k) [log p_T(k) − log p_S(k)]`` with
+  ``p = softmax(logits / τ)``. This is the cross entropy minus the teacher's entropy (a
+  constant), i.e. the KL divergence: same gradient as the seed's CE, but zero when the student
+  matches the teacher. Not multiplied by τ².
+* ``ip-l2``: ``1/M Σ ||z_T − z_S||²`` on the IP layer outputs (pre-softmax logits).
+* ``lstm-l2``: ``1/M Σ ||h_T − h_S||²`` on the last (bidirectional) LSTM layer outputs.
+* ``cnn-l2``: ``1/M Σ ||f_T − f_S||²`` on the CNN feature sequences that feed the first LSTM.
+* ``cnn-mah``: the same features, distance measured through the teacher's first LSTM layer input
+  weights: ``1/M Σ_t,b Σ_{d∈{fwd,bwd}} ||W_ih^(d) (f_T − f_S)||²`` where ``W_ih^(d)`` is
+  ``lstm.weight_ih_l0`` / ``weight_ih_l0_reverse`` (4H × F, all four gates i, f, g, o stacked).
+  It is the Mahalanobis-type distance ``δᵀ (Σ_d W_dᵀ W_d) δ``: a feature error counts as much as
+  it changes the gate pre-activations of the succeeding LSTM layer (the biases cancel).
+
+Dropout and the frozen layers run in eval mode during distillation; the CNN (batch norm) trains.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inkpack.batching import Batch
+from inkpack.errors import InkpackError
+from inkpack.train.loop import ctc_loss, run_model
+
+__all__ = [
+    "CRITERIA",
+    "distill",
+    "distill_loss",
+    "finetune_ctc",
+    "frame_mask",
+    "freeze_head",
+    "init_student",
+    "outputs",
+]
+
+CRITERIA = ("softmax-ce", "ip-l2", "lstm-l2", "cnn-l2", "cnn-mah")
+_NEEDS = {"cnn-l2": "feats", "cnn-mah": "feats", "lstm-l2": "lstm", "ip-l2": "logits", "softmax-ce": "logits"}
+_HEAD = ("lstm", "fc")
+
+
+def frame_mask(lengths: Tensor, frames: int) -> Tensor:
+    """[T, B] bool, True on the real frames of each sequence."""
+    return torch.arange(frames, device=lengths.device)[:, None] < lengths[None, :]
+
+
+def outputs(model: nn.Module, images: Tensor, widths: Tensor, upto: str = "logits") -> dict[str, Tensor]:
+    """The CNN feature sequence, last-LSTM outputs and IP outputs (``[T, B, ·]``), as far as `upto`."""
+    lengths = model.output_lengths(widths).clamp(min=1)
+    feats = model.features(images)
+    lengths = lengths.clamp(max=feats.shape[0])
+    out = {"feats": feats, "lengths": lengths}
+    if upto in ("lstm", "logits"):
+        out["lstm"] = model.sequence(feats, lengths)
+    if upto == "logits":
+        out["logits"] = model.fc(out["lstm"])
+    return out
+
+
+def distill_loss(criterion: str, teacher: dict[str, Tensor], student: dict[str, Tensor], lengths: Tensor,
+                 *, temperature: float = 1.0, w_ih: Tensor | None = None) -> Tensor:
+    """One criterion (module docstring) on aligned ``[T, B, ·]`` outputs, mean over real frames."""
+    if criterion not in CRITERIA:
+        raise InkpackError(f"distill: unknown criterion {criterion!r} (one of {', '.join(CRITERIA)})")
+    key = _NEEDS[criterion]
+    t, s = teacher[key], student[key]
+    frames = min(t.shape[0], s.shape[0])
+    t, s = t[:frames], s[:frames]
+    mask = frame_mask(lengths.clamp(max=frames), frames).to(s.dtype)  # [T, B]
+    n = mask.sum().clamp_min(1.0)
+    if criterion == "softmax-ce":
+        lp_t = F.log_softmax(t / temperature, -1)
+        lp_s = F.log_softmax(s / temperature, -1)
+        per = (lp_t.exp() * (lp_t - lp_s)).sum(-1)
+    else:
+        d = t - s
+        if criterion == "cnn-mah":
+            if w_ih is None:
+                raise InkpackError("distill: cnn-mah needs the teacher's first-layer LSTM input weights")
+            d = d @ w_ih.t()
+        per = d.pow(2).sum(-1)
+    return (per * mask).sum() / n
+
+
+def teacher_w_ih(teacher: nn.Module) -> Tensor:
+    """First LSTM layer input weights of both directions stacked: [D·4H, F]."""
+    lstm = teacher.lstm
+    names = ["weight_ih_l0"] + (["weight_ih_l0_reverse"] if lstm.bidirectional else [])
+    return torch.cat([getattr(lstm, n).detach() for n in names], 0)
+
+
+def init_student(student: nn.Module, teacher: nn.Module) -> None:
+    """Copy the teacher's DBLSTM and IP layers into the student (the seed's starting point)."""
+    for name in _HEAD:
+        try:
+            getattr(student, name).load_state_dict(getattr(teacher, name).state_dict())
+        except (RuntimeError, AttributeError) as e:
+            raise InkpackError(f"distill: student {name} does not match the teacher's "
+                               f"({str(e).splitlines()[0]})") from None
+
+
+def freeze_head(student: nn.Module, frozen: bool = True) -> list[nn.Parameter]:
+    """(Un)freeze the LSTM and IP layers; returns the parameters left to train (CNN + proj)."""
+    for name in _HEAD:
+        for p in getattr(student, name).parameters():
+            p.requires_grad_(not frozen)
+    return [p for p in student.parameters() if p.requires_grad]
+
+
+def _cycle(batches: Iterable[Batch] | Callable[[int], Batch]) -> Iterator[Batch]:
+    if callable(batches):
+        return (batches(i) for i in itertools.count())
+    return itertools.cycle(batches)
+
+
+def distill(teacher: nn.Module, student: nn.Module, batches: Iterable[Batch] | Callable[[int], Batch],
+            criterion: str = "cnn-mah", steps: int = 1000, *, lr: float = 1e-3, temperature: float = 1.0,
+            copy_head: bool = True, clip: float = 5.0, log_every: int = 0,
+            log: Callable[[str], None] = print) -> dict:
+    """Train the student's CNN + projection to imitate the teacher; LSTM/IP copied and fixed.
+
+    `batches`: Batch objects (cycled) or a function step → Batch. Returns the loss history.
+    """
+    if criterion not in CRITERIA:
+        raise InkpackError(f"distill: unknown criterion {criterion!r} (one of {', '.join(CRITERIA)})")
+    if copy_head:
+        init_student(student, teacher)
+    params = freeze_head(student, True)
+    opt = torch.optim.Adam(params, lr=lr)
+    teacher.eval()
+    w_ih = teacher_w_ih(teacher) if criterion == "cnn-mah" else None
+    upto = _NEEDS[criterion]
+    history, it, t0 = [], _cycle(batches), time.perf_counter()
+    try:
+        for step in range(1, steps + 1):
+            batch = next(it)
+            student.train()
+            for name in (*_HEAD, "dropout"):
+                getattr(student, name).eval()
+            with torch.no_grad():
+                t_out = outputs(teacher, batch.images, batch.widths, upto)
+            s_out = outputs(student, batch.images, batch.widths, upto)
+            lengths = torch.minimum(t_out["lengths"], s_out["lengths"])
+            loss = distill_loss(criterion, t_out, s_out, lengths, temperature=temperature, w_ih=w_ih)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+            history.append(float(loss.detach()))
+            if log_every and step % log_every == 0:
+                log(f"distill {criterion} step {step}/{steps} loss {sum(history[-log_every:]) / log_every:.4g}")
+    finally:
+        freeze_head(student, False)
+        student.eval()
+    return {"criterion": criterion, "steps": steps, "losses": history, "seconds": time.perf_counter() - t0}
+
+
+def finetune_ctc(model: nn.Module, batches: Iterable[Batch] | Callable[[int], Batch], steps: int, *,
+                 lr: float = 3e-4, clip: float = 5.0, params: list[nn.Parameter] | None = None,
+                 after_step: Callable[[], None] | None = None, log_every: int = 0,
+                 log: Callable[[str], None] = print) -> dict:
+    """Fine-tune a whole image model with train/loop.py's CTC loss (the seed's last stage).
+
+    `after_step` runs after each optimizer step (e.g. a Pruner's ``step`` or re-applying shared
+    weights); `params` restricts what the optimizer updates."""
+    opt = torch.optim.Adam(params if params is not None else [p for p in model.parameters() if p.requires_grad], lr=lr)
+    history, it, t0 = [], _cycle(batches), time.perf_counter()
+    model.train()
+    try:
+        for step in range(1, steps + 1):
+            batch = next(it)
+            logits, lengths = run_model(model, batch)
+            loss = ctc_loss(logits, lengths, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            if after_step is not None:
+                after_step()
+            history.append(float(loss.detach()))
+            if log_every and step % log_every == 0:
+                log(f"fine-tune step {step}/{steps} ctc {sum(history[-log_every:]) / log_every:.4g}")
+    finally:
+        model.eval()
+    return {"steps": steps, "losses": history, "seconds": time.perf_counter() - t0}
+
+
+def student_like(teacher_cfg: dict, arch: str, num_classes: int) -> nn.Module:
+    """A fresh student of `arch` with the teacher's head options (height, feat_dim, LSTM sizes)."""
+    from inkpack.models import build_model
+
+    return build_model(arch, num_classes, **copy.deepcopy(teacher_cfg.get("options", {})))

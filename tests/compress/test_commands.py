@@ -1,0 +1,115 @@
+"""`inkpack compress` / `inkpack report`: loadable compressed models that compute what was saved."""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from inkpack.compress.commands import (
+    add_parsers,
+    compress,
+    load_any,
+    parse_recipe,
+    report,
+)
+from inkpack.compress.lowrank import LowRankLinear, LowRankLSTM
+from inkpack.compress.tucker import TuckerConv2d
+from inkpack.data.alphabet import Alphabet
+from inkpack.errors import InkpackError
+from inkpack.model_io import load_model, save_model
+from inkpack.models import build_model
+
+OPTS = {"height": 16, "feat_dim": 16, "lstm_hidden": 8}
+
+
+@pytest.fixture
+def base(tmp_path):
+    torch.manual_seed(0)
+    alphabet = Alphabet(list(" abcdefghijklmnopqrstuvwxyz"))
+    model = build_model("darknet-dblstm", alphabet.num_classes, **OPTS).eval()
+    cfg = {"arch": "darknet-dblstm", "options": OPTS, "alphabet": alphabet.to_dict(),
+           "preprocessing": {"height": 16}, "input_kind": "image"}
+    return save_model(model, cfg, tmp_path / "base")
+
+
+def parse(*argv):
+    p = argparse.ArgumentParser()
+    add_parsers(p.add_subparsers())
+    return p.parse_args(list(argv))
+
+
+def images():
+    g = torch.Generator().manual_seed(5)
+    return torch.rand(2, 1, 16, 48, generator=g), torch.tensor([16, 16]), torch.tensor([48, 30])
+
+
+def test_recipe_parsing():
+    assert parse_recipe("int8+tucker") == ["tucker", "int8"]  # fixed application order
+    with pytest.raises(InkpackError, match="unknown part"):
+        parse_recipe("tucker+zip")
+
+
+def test_tucker_int8_round_trip(base, tmp_path):
+    out = tmp_path / "tk"
+    model, _comp = compress(parse("compress", str(base), "--recipe", "tucker+int8", "--out", str(out),
+                                 "--energy", "0.5"), log=lambda m: None)
+    cfg = json.loads(out.with_suffix(".json").read_text())
+    assert cfg["compression"]["int8"] and any(v["kind"] == "tucker" for v in cfg["compression"]["structure"].values())
+    fp32, _, _ = load_any(str(out), int8=False)
+    assert any(isinstance(m, TuckerConv2d) for m in fp32.modules())
+    x = images()
+    with torch.no_grad():
+        ref = model(*x)[0]
+        assert torch.equal(fp32(*x)[0], ref)
+        q, _, _ = load_model(str(out))  # the model_io hook quantizes at load
+        assert any("quantized" in type(m).__module__ for m in q.modules())
+        got = q(*x)[0]
+    assert not torch.equal(got, ref) and torch.allclose(got, ref, atol=0.1 * float(ref.abs().max()))
+
+
+def test_svd_adw_kmeans_retrains_and_round_trips(base, tmp_path, tiny_tsv):
+    out = tmp_path / "sk"
+    model, comp = compress(parse("compress", str(base), "--recipe", "kmeans+svd+adw", "--out", str(out),
+                                 "--data", str(tiny_tsv), "--steps", "3", "--bits", "4", "--sparsity", "0.6",
+                                 "--batch-size", "4"), log=lambda m: None)
+    assert out.with_suffix(".npz").exists() and not out.with_suffix(".safetensors").exists()
+    loaded, _cfg, _ = load_model(str(out))
+    assert any(isinstance(m, (LowRankLSTM, LowRankLinear)) for m in loaded.modules())
+    x = images()
+    with torch.no_grad():
+        assert torch.equal(loaded(*x)[0], model(*x)[0])
+    lstm_w = [p for n, p in loaded.named_parameters() if n.startswith("lstm") and p.dim() == 2]
+    for p in lstm_w:
+        assert torch.unique(p[p != 0]).numel() <= 16
+    assert comp["nonzero_params"] < 0.5 * comp["params"]
+
+
+def test_distill_recipe_and_report(base, tmp_path, tiny_tsv):
+    out = tmp_path / "st"
+    parse_args = parse("compress", str(base), "--recipe", "distill", "--out", str(out), "--data", str(tiny_tsv),
+                       "--steps", "2", "--finetune-steps", "1", "--batch-size", "4", "--criterion", "cnn-l2")
+    student, comp = compress(parse_args, log=lambda m: None)
+    t, _, _ = load_model(str(base))
+    assert torch.equal(student.lstm.weight_ih_l0, t.lstm.weight_ih_l0) is False  # fine-tuned after the copy
+    assert comp["recipe"] == "distill" and len(comp["distill_losses"]) == 1
+    compress(parse("compress", str(base), "--recipe", "int8", "--out", str(tmp_path / "q")), log=lambda m: None)
+    rows = report([str(base), str(tmp_path / "q"), str(out)], str(tiny_tsv), limit=4, runs=2, log=lambda m: None)
+    b, q = rows["base"], rows["q"]
+    assert b["Cr"] == 1.0 and b["speedup"] == 1.0 and b["lines"] == 4
+    from inkpack.compress.report import (
+        size_on_disk_mb,  # same serialisation, fp32 vs int8 LSTM/Linear
+    )
+
+    assert q["size_mb"] < size_on_disk_mb(t) and q["gflops"] == pytest.approx(b["gflops"])
+    assert 0 <= q["cer"] and q["params"] == b["params"]
+    args = parse("report", str(base), str(tmp_path / "q"), "--data", str(tiny_tsv), "--limit", "2", "--runs", "1",
+                 "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png"))
+    assert args.fn(args) == 0
+    assert (tmp_path / "r.png").stat().st_size > 1000 and set(json.loads((tmp_path / "r.json").read_text())) == {"base", "q"}
+
+
+def test_retraining_recipe_without_data_is_a_clear_error(base, tmp_path):
+    with pytest.raises(InkpackError, match="--data"):
+        compress(parse("compress", str(base), "--recipe", "adw", "--out", str(tmp_path / "x"), "--steps", "2"),
+                 log=lambda m: None)
