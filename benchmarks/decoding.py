@@ -11,7 +11,7 @@ NPZ layout (write it with :func:`save_model_logits`): ``log_probs`` float32 ``[s
 
 It also trains character LMs on hooker train.tsv and reports their per-char perplexity on val.tsv.
 
-    python benchmarks/decoding.py [--quick] [--json OUT] [--model-logits NPZ] [--tune]
+    python benchmarks/decoding.py [--quick] [--json OUT] [--model models/hooker-darknet | --model-logits NPZ] [--tune]
 """
 
 from __future__ import annotations
@@ -42,6 +42,25 @@ from inkpack.decode.lm_cli import read_texts  # noqa: E402
 HOOKER = Path(__file__).resolve().parents[2] / "shared" / "data" / "hooker"
 if not HOOKER.is_dir():
     HOOKER = Path("/work/shared/data/hooker")
+
+
+def dump_model_logits(model: str, tsv: Path, limit: int | None) -> str:
+    """Run an image model over a manifest and keep its log-probs in a temporary NPZ."""
+    import torch
+
+    from inkpack.data.lines import load_lineset
+    from inkpack.recognizer import LineRecognizer
+
+    torch.set_num_threads(1)
+    rec = LineRecognizer.load(model)
+    lines = load_lineset(str(tsv), rec.height, progress=False, limit=limit)
+    outputs = []
+    for im in lines.images:
+        lp, n = rec.logits([torch.from_numpy(im.astype("float32") / 255.0)[None]])
+        outputs.append(lp[: int(n[0]), 0].numpy())
+    path = Path(tempfile.mkdtemp()) / "logits.npz"
+    save_model_logits(path, outputs, lines.texts, rec.alphabet)
+    return str(path)
 
 
 def save_model_logits(path: str | Path, outputs: list[np.ndarray], texts: list[str],
@@ -171,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--beta", type=float, default=0.0)
     ap.add_argument("--tune", action="store_true", help="grid over alpha/beta on the given logits")
+    ap.add_argument("--model", help="run this model (e.g. models/hooker-darknet) on hooker val.tsv "
+                    "and decode its outputs (instead of --model-logits)")
     args = ap.parse_args(argv)
+    if args.model:
+        args.model_logits = dump_model_logits(args.model, HOOKER / "val.tsv", 100 if args.quick else None)
     warnings.simplefilter("ignore")  # LM/lexicon coverage warnings are expected on synthetic data
 
     train = read_texts(str(HOOKER / "train.tsv"))
