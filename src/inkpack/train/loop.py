@@ -139,6 +139,8 @@ class Trainer:
             raise InkpackError(f"unknown architecture {cfg.arch!r}; known: {', '.join(sorted(REGISTRY))}")
         if cfg.batching not in ("pad-max", "pad-min", "pack"):
             raise InkpackError(f"--batching must be pad-max, pad-min or pack, not {cfg.batching!r}")
+        if cfg.batching == "pack" and cfg.arch != "mdlstm":
+            raise InkpackError(f"--batching pack is implemented for mdlstm only, not {cfg.arch!r}")
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.out = Path(cfg.out)
