@@ -157,9 +157,10 @@ def run_equivalence(workdir: str | Path, steps: int = 4, world_size: int = 2) ->
     finally:
         torch.set_num_threads(threads)
     ref_state = unwrap(ref).state_dict()
-    # fork: the children need not import torch again (the slow part on a busy machine)
+    # spawn, not fork: a forked child of a process whose thread pools (OpenMP, BLAS) have run
+    # can deadlock on a lock held by a thread that does not exist in the child
     mp.start_processes(
-        _worker, args=(world_size, _free_port(), str(workdir), steps), nprocs=world_size, start_method="fork"
+        _worker, args=(world_size, _free_port(), str(workdir), steps), nprocs=world_size, start_method="spawn"
     )
     ranks = [torch.load(Path(workdir) / f"rank{r}.pt") for r in range(world_size)]
     torch.manual_seed(0)
