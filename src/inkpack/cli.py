@@ -12,6 +12,7 @@ from pathlib import Path
 from inkpack.errors import InkpackError
 
 REPO = Path(__file__).resolve().parents[2]
+INK_DATA = (".pot", ".npz")  # evaluated by the ink side (characters / online lines)
 
 
 def _write_json(path: str | None, data: dict) -> None:
@@ -40,6 +41,10 @@ def _relaunch_distributed(nproc: int, argv: list[str]) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    if a.task in ("char", "line"):  # online handwriting: characters or ink lines
+        from inkpack.ink_commands import train_ink
+
+        return train_ink(a)
     if a.nproc is not None and a.nproc < 1:
         raise InkpackError(f"train: --nproc must be at least 1, got {a.nproc}")
     if a.nproc and a.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun
@@ -93,6 +98,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     if not os.path.exists(a.data):
         raise InkpackError(f"{a.data}: file not found")
+    if Path(a.data).suffix.lower() in INK_DATA:
+        from inkpack.ink_commands import evaluate_ink
+
+        evaluate_ink(a.data, a.model, a.json, threads=a.threads, batch_size=a.batch_size)
+        return 0
     torch.set_num_threads(a.threads)
     rec = _recognizer(a.model, a)
     lines = load_lineset(a.data, rec.height, progress=False)
@@ -125,6 +135,10 @@ def cmd_recognize(a: argparse.Namespace) -> int:
     from inkpack.data.images import load_gray
     from inkpack.errors import BadSampleError
 
+    if all(Path(p).suffix.lower() in (".pot", ".inkml") for p in a.images):
+        from inkpack.ink_commands import recognize_ink
+
+        return recognize_ink(a.images, a.model, threads=a.threads)
     torch.set_num_threads(a.threads)
     rec = _recognizer(a.model, a)
     grays, names, failed = [], [], 0
@@ -230,12 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int)
     t.add_argument("--limit", type=int, help="use only the first N training lines")
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--task", choices=["lines", "char", "line"], default="lines",
+                   help="lines: offline line images (default); char: lstm-char on synthetic hanzi; "
+                        "line: online-blstm on IAM-OnDB-style .npz ink lines")
+    t.add_argument("--num-chars", type=int, help="char task: use only the first N classes")
+    t.add_argument("--per-class", type=int, help="char task: synthetic samples per class and epoch")
     t.add_argument("--nproc", type=int, metavar="N",
                    help="data-parallel training with N processes on this machine (runs torch.distributed.run)")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("evaluate", help="CER/WER and speed on labelled data")
-    e.add_argument("data", help="TSV manifest, PAGE-XML file/folder or IAM lines.txt")
+    e.add_argument("data", help="TSV manifest, PAGE-XML file/folder, IAM lines.txt; or ink: .pot characters, .npz lines")
     e.add_argument("--model", help="model path (default: the bundled offline model)")
     e.add_argument("--json", help="write the results as JSON here")
     e.add_argument("--batch-size", type=int, default=1)
