@@ -21,8 +21,6 @@ the CTC frames) are skipped and counted in ``skipped`` of the history.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -436,12 +434,9 @@ class InkTrainer:
         tqdm.write(msg + (" (best)" if better else ""))
 
     def _log(self) -> None:
-        (self.out / "history.json").write_text(json.dumps(self.history, indent=1) + "\n")
-        keys = sorted({k for h in self.history for k in h}, key=lambda k: (k != "epoch", k))
-        with open(self.out / "history.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.history)
+        from inkpack.train.history import write_history
+
+        write_history(self.history, self.out)
         plot_ink_curves(self.history, self.out / "curves.png")
 
 

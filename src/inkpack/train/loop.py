@@ -17,8 +17,6 @@ record is broadcast, so early stopping and the LR schedule agree on every rank.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -486,12 +484,9 @@ class Trainer:
         tqdm.write(msg + (" (best)" if improved else ""))
 
     def _log(self) -> None:
-        (self.out / "history.json").write_text(json.dumps(self.history, indent=1) + "\n")
-        keys = sorted({k for h in self.history for k in h}, key=lambda k: (k != "epoch", k))
-        with open(self.out / "history.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.history)
+        from inkpack.train.history import write_history
+
+        write_history(self.history, self.out)
         if self.val_set is not None:
             # imported here: only rank 0 pays for matplotlib
             from inkpack.train.plot import plot_curves

@@ -35,3 +35,4 @@ def plot_curves(history: list[dict], out: str | Path) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(out)
+
