@@ -125,8 +125,9 @@ class ImageRecognizer:
     input_kind = "image"
 
     def __init__(self, line_recognizer, name: str = "model", max_pixels: int = DEFAULT_MAX_PIXELS,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, decoder=None) -> None:
         self.rec = line_recognizer
+        self.decoder = decoder  # a decode.beam.Decoder; None = greedy
         self.name = name
         self.max_pixels = max_pixels
         self.batch_size = batch_size
@@ -169,7 +170,12 @@ class ImageRecognizer:
             width = int(p.tensor.shape[-1])
             wf = self.width_factor or width / max(1, int(lengths[b]))
             pos = char_positions(al.starts, al.ends, wf, width, p.source_width)
-            out.append(Recognition(al.text(self.rec.alphabet), [float(c) for c in al.confidences], pos))
+            text, conf = al.text(self.rec.alphabet), [float(c) for c in al.confidences]
+            if self.decoder is not None:
+                beam_text = self.decoder.decode(lp[: int(lengths[b]), b], self.rec.alphabet)
+                if beam_text != text:  # the alignment belongs to the greedy path only
+                    text, conf, pos = beam_text, [], []
+            out.append(Recognition(text, conf, pos))
         return out
 
     def recognize(self, x):
@@ -198,8 +204,17 @@ def _input_kind(cfg: dict) -> str:
 
 
 def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
-         max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 16):
-    """A recognizer for ``path`` (None → the bundled offline model; ``.onnx`` → ONNX Runtime)."""
+         max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 16, decoder=None):
+    """A recognizer for ``path`` (None → the bundled offline model; ``.onnx`` → ONNX Runtime).
+
+    ``decoder`` (image models): a :class:`inkpack.decode.beam.Decoder` or its options as a dict
+    (``{"kind": "beam+lm", "lm": "lm.arpa"}``). Confidences and positions come from the greedy
+    alignment, so they are left empty for lines where the beam's text differs from greedy's.
+    """
+    if isinstance(decoder, dict):
+        from inkpack.decode.beam import Decoder
+
+        decoder = Decoder.from_options(decoder)
     if path is not None and str(path).lower().endswith(".onnx"):
         from inkpack.deploy.runtime import read_sidecar
 
@@ -211,7 +226,7 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
         from inkpack.deploy.runtime import OnnxLineRecognizer
 
         rec = OnnxLineRecognizer(path, threads=threads or 1)
-        return ImageRecognizer(rec, Path(path).stem, max_pixels, batch_size)
+        return ImageRecognizer(rec, Path(path).stem, max_pixels, batch_size, decoder)
     from inkpack.model_io import load_model, read_config, resolve
 
     stem = resolve(None if path is None else str(path))
@@ -225,4 +240,4 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
         return InkRecognizer(model, cfg, alphabet, kind, name=stem.name)
     from inkpack.recognizer import LineRecognizer
 
-    return ImageRecognizer(LineRecognizer(model, cfg, alphabet), stem.name, max_pixels, batch_size)
+    return ImageRecognizer(LineRecognizer(model, cfg, alphabet), stem.name, max_pixels, batch_size, decoder)
