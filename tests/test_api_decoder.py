@@ -4,7 +4,7 @@ from pathlib import Path
 
 import inkpack
 
-SAMPLE = str(Path(__file__).resolve().parents[1] / SAMPLE)
+SAMPLE = str(Path(__file__).resolve().parents[1] / "samples" / "hooker" / "JDH_2_16_39_002_r2l11.jpg")
 
 
 def test_load_with_beam_decoder_matches_greedy_without_lm():
