@@ -71,7 +71,16 @@ def pad_collate(
     out = images[0].new_full((len(images), c, H, W), pad_value)
     for i, im in enumerate(images):
         out[i, :, : im.shape[-2], : im.shape[-1]] = im
-    batch = Batch(images=out, heights=hs, widths=ws)
+    return attach_labels(Batch(images=out, heights=hs, widths=ws), labels, texts, ids)
+
+
+def attach_labels(
+    batch: Batch,
+    labels: Sequence[Sequence[int]] | None = None,
+    texts: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+) -> Batch:
+    """Set the CTC targets (concatenated labels + lengths), texts and ids of a batch."""
     if labels is not None:
         batch.targets = torch.tensor([l for lab in labels for l in lab], dtype=torch.long)
         batch.target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)

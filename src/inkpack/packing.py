@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from inkpack.batching import Batch
+from inkpack.batching import Batch, attach_labels
 from inkpack.errors import InkpackError
 
 
@@ -293,12 +293,7 @@ def pack(
     canvases, lay = pack_tensors(images, **options)
     batch = Batch(images=canvases, heights=torch.tensor(lay.h, dtype=torch.long),
                   widths=torch.tensor(lay.w, dtype=torch.long), packing=lay)
-    if labels is not None:
-        batch.targets = torch.tensor([l for lab in labels for l in lab], dtype=torch.long)
-        batch.target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
-    batch.texts = list(texts) if texts is not None else []
-    batch.ids = list(ids) if ids is not None else []
-    return batch
+    return attach_labels(batch, labels, texts, ids)
 
 
 def pack_batch(batch: Batch, **options) -> Batch:
