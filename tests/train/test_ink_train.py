@@ -211,3 +211,25 @@ def test_evaluate_and_recognize_pot(char_run, hanzi, tmp_path, capsys):
     assert len(lines) == 13 and lines[0].startswith("toy.pot:0\t")
     cands = lines[0].split("\t")[1].split("  ")
     assert len(cands) == 4 and {c.split()[0] for c in cands} == set(CHARS)
+
+
+def test_folded_input_norm_equals_standardised_inputs_and_sortagrad_order(line_run):
+    d, _ = line_run
+    cfg = InkTrainConfig(task="line", out=str(d / "fold"), train=str(d / "train.npz"), val=None,
+                         batch_size=8, options={"hidden": 8, "layers": 1, "subsample": 2},
+                         fold_input_norm=False, sortagrad=True, progress=False)
+    plain = InkTrainer(cfg)
+    plain.setup()
+    cfg.fold_input_norm, cfg.out = True, str(d / "fold2")
+    folded = InkTrainer(cfg)
+    folded.setup()
+    feats = np.concatenate([folded._item(folded.train_ds, i, None)[0] for i in range(48)])
+    mean, std = feats.mean(0), feats.std(0) + 1e-3
+    x = torch.from_numpy(np.tile(feats[:10], (1, 2)))  # two stacked frames per LSTM step
+    z = torch.from_numpy(np.tile((feats[:10] - mean) / std, (1, 2))).float()
+    for sfx in ("_l0", "_l0_reverse"):
+        w0, b0 = getattr(plain.model.lstm, "weight_ih" + sfx), getattr(plain.model.lstm, "bias_ih" + sfx)
+        w1, b1 = getattr(folded.model.lstm, "weight_ih" + sfx), getattr(folded.model.lstm, "bias_ih" + sfx)
+        torch.testing.assert_close(x.float() @ w1.T + b1, z @ w0.T + b0, rtol=1e-4, atol=1e-4)
+    sizes = [plain.train_sizes[i] for batch in plain._order(0) for i in batch]
+    assert sizes == sorted(sizes) and plain._order(1) != plain._order(0)  # epoch 1: shuffled buckets
