@@ -54,16 +54,20 @@ def save_model(model: nn.Module, config: dict, stem: str | Path, half: bool = Fa
     return stem
 
 
-def read_config(stem: str | Path) -> dict:
-    p = Path(stem).with_suffix(".json")
+def read_json_fields(p: Path, required: tuple[str, ...]) -> dict:
+    """A JSON object with the ``required`` keys, or a one-line error naming the file and field."""
     try:
         cfg = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise InkpackError(f"{p}: invalid JSON ({e.msg} at line {e.lineno})") from None
-    for key in ("arch", "alphabet"):
+    for key in required:
         if key not in cfg:
             raise InkpackError(f"{p}: missing field {key!r}")
     return cfg
+
+
+def read_config(stem: str | Path) -> dict:
+    return read_json_fields(Path(stem).with_suffix(".json"), ("arch", "alphabet"))
 
 
 def load_model(path: str | None = None) -> tuple[nn.Module, dict, Alphabet]:

@@ -8,7 +8,6 @@ comes from the sidecar ``MODEL.onnx.json`` written by :func:`inkpack.deploy.expo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,14 +28,9 @@ def read_sidecar(onnx_path: str | Path) -> dict:
     side = sidecar_path(p)
     if not side.is_file():
         raise InkpackError(f"{p}: missing {side.name} (export with `inkpack export` to write it)")
-    try:
-        cfg = json.loads(side.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InkpackError(f"{side}: invalid JSON ({e.msg} at line {e.lineno})") from None
-    for key in ("alphabet", "onnx"):
-        if key not in cfg:
-            raise InkpackError(f"{side}: missing field {key!r}")
-    return cfg
+    from inkpack.model_io import read_json_fields
+
+    return read_json_fields(side, ("alphabet", "onnx"))
 
 
 def make_session(path: str | Path, threads: int = 1):

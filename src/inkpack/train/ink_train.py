@@ -38,6 +38,7 @@ from inkpack.errors import InkpackError
 from inkpack.metrics import ErrorCounts
 from inkpack.model_io import save_model
 from inkpack.models import REGISTRY, build_model
+from inkpack.train.schedule import warmup_cosine
 from inkpack.train.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from inkpack.train.loop import TrainConfig, needed_frames
 
@@ -250,14 +251,7 @@ class InkTrainer:
         steps = [sum(self._steps_in(e)) for e in range(cfg.epochs)]
         total = max(1, sum(steps))
         warm = min(cfg.warmup_steps, total // 4 + 1)
-
-        def lr_at(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            p = min(1.0, (step - warm) / max(1, total - warm))
-            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
-
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_at)
+        self.sched = warmup_cosine(self.opt, warm, total)
         self.epoch, self.step_in_epoch, self.global_step, self.history = 0, 0, 0, []
         self.best, self.elapsed, self.run_loss = None, 0.0, (0.0, 0)
         if cfg.fold_input_norm and not ckpt:

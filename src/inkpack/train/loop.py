@@ -37,6 +37,7 @@ from inkpack.errors import InkpackError, UnknownCharacterError
 from inkpack.metrics import ErrorCounts
 from inkpack.model_io import save_model
 from inkpack.models import REGISTRY, build_model
+from inkpack.train.schedule import warmup_cosine
 from inkpack.train.checkpoint import load_checkpoint, rng_state, set_rng_state
 from inkpack.train.distributed import (
     DistEnv,
@@ -241,14 +242,7 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler)  # global batches of epoch 0 (all of them single-process)
         total = max(1, self.steps_per_epoch * cfg.epochs)
         warm = min(cfg.warmup_steps, total // 4 + 1)
-
-        def lr_at(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            p = min(1.0, (step - warm) / max(1, total - warm))
-            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
-
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_at)
+        self.sched = warmup_cosine(self.opt, warm, total)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         self.best_cer, self.bad_epochs, self.elapsed = float("inf"), 0, 0.0
