@@ -310,13 +310,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --nproc`, which re-runs itself
     try:
-        return int(args.fn(args) or 0)
+        rc = int(args.fn(args) or 0)
     except InkpackError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        rc = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        rc = 130
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+        # A torchrun worker whose work is saved: skip interpreter teardown, where gloo's
+        # threads can rarely abort the process (SIGABRT) after a successful run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 if __name__ == "__main__":

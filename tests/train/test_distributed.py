@@ -119,6 +119,7 @@ def _worker(rank: int, world: int, port: int, workdir: str, steps: int) -> None:
     )
     torch.set_num_threads(1)
     env = init_distributed()
+    ok = False
     try:
         out = {}
         for scaling in ("global", "naive"):
@@ -134,8 +135,9 @@ def _worker(rank: int, world: int, port: int, workdir: str, steps: int) -> None:
         except InkpackError as e:
             out["failure_raised"] = "checkpoint write failed" in str(e)
         torch.save(out, Path(workdir) / f"rank{rank}.pt")
+        ok = True
     finally:
-        cleanup()
+        cleanup(sync=ok)
 
 
 def _free_port() -> int:

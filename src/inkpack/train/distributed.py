@@ -26,6 +26,7 @@ dropout masks drawn from per-rank RNG streams).
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,10 +103,22 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> D
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=device, backend=backend)
 
 
-def cleanup() -> None:
-    """Leave the process group (safe to call when none was joined)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup(sync: bool = True) -> None:
+    """Leave the process group (safe to call when none was joined).
+
+    With ``sync`` every rank first waits at a barrier, so none tears its connections down
+    while a peer still finishes the last collective (a rare gloo abort at exit otherwise);
+    pass ``sync=False`` after a failure, when peers may never arrive.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if sync:
+        try:
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - a peer already left: just leave too
+            pass
+    dist.destroy_process_group()
+    gc.collect()  # drop DDP/Work objects holding the group now, not during interpreter teardown
 
 
 def wrap_model(model: nn.Module, env: DistEnv, **ddp_kwargs: Any) -> nn.Module:

@@ -491,8 +491,12 @@ class Trainer:
 def train(cfg: TrainConfig) -> dict:
     """Train (single process, or one rank of a ``torchrun`` job) and leave the process group."""
     trainer = Trainer(cfg)
+    ok = False
     try:
         trainer.setup()
-        return trainer.fit()
+        result = trainer.fit()
+        ok = True
+        return result
     finally:
-        cleanup()
+        del trainer  # the DDP wrapper holds the process group: release it before leaving
+        cleanup(sync=ok)
