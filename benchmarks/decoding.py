@@ -12,6 +12,10 @@ NPZ layout (write it with :func:`save_model_logits`): ``log_probs`` float32 ``[s
 It also trains character LMs on hooker train.tsv and reports their per-char perplexity on val.tsv.
 
     python benchmarks/decoding.py [--quick] [--json OUT] [--model models/hooker-darknet | --model-logits NPZ] [--tune]
+    python benchmarks/decoding.py --data iamondb [--model models/iamondb-online-blstm] [--json OUT]
+
+``--data iamondb``: the online line model on IAM-OnDB val.npz, the LM and lexicon from the
+train.npz transcriptions (kept in memory only: nothing derived from IAM-OnDB is written but figures).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from inkpack.decode.lm import CharNgramLM  # noqa: E402
 from inkpack.decode.lm_cli import read_texts  # noqa: E402
 
 HOOKER = Path(__file__).resolve().parents[2] / "shared" / "data" / "hooker"
+IAMONDB = HOOKER.parent / "iamondb"
 if not HOOKER.is_dir():
     HOOKER = Path("/work/shared/data/hooker")
 
@@ -61,6 +66,32 @@ def dump_model_logits(model: str, tsv: Path, limit: int | None) -> str:
     path = Path(tempfile.mkdtemp()) / "logits.npz"
     save_model_logits(path, outputs, lines.texts, rec.alphabet)
     return str(path)
+
+
+def ink_model_outputs(model: str, npz: Path, limit: int | None) -> tuple[list[np.ndarray], list[str], Alphabet]:
+    """Run an online line model over an IAM-OnDB npz: per-line log-probs, references, alphabet."""
+    import torch
+
+    from inkpack.data.formats.iamondb import read_iamondb_npz
+    from inkpack.data.ink_preprocess import preprocess
+    from inkpack.deploy.ink import preprocess_config
+    from inkpack.model_io import load_model
+
+    torch.set_num_threads(1)
+    net, cfg, alphabet = load_model(model)
+    pcfg = preprocess_config(cfg)
+    inks = list(read_iamondb_npz(npz, strict=False))[:limit]
+    outputs, refs = [], []
+    with torch.inference_mode():
+        for ink in inks:
+            f = preprocess(ink, pcfg, None)
+            if len(f) == 0:
+                continue
+            x = torch.from_numpy(np.ascontiguousarray(f, dtype=np.float32))[None]
+            logits, n = net(x, torch.tensor([x.shape[1]]))
+            outputs.append(logits[: int(n[0]), 0].log_softmax(-1).numpy())
+            refs.append(ink.label or "")
+    return outputs, refs, alphabet
 
 
 def save_model_logits(path: str | Path, outputs: list[np.ndarray], texts: list[str],
@@ -192,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune", action="store_true", help="grid over alpha/beta on the given logits")
     ap.add_argument("--model", help="run this model (e.g. models/hooker-darknet) on hooker val.tsv "
                     "and decode its outputs (instead of --model-logits)")
+    ap.add_argument("--data", choices=["hooker", "iamondb"], default="hooker",
+                    help="iamondb: the online line model on IAM-OnDB val (LM from its train texts)")
     args = ap.parse_args(argv)
+    if args.data == "iamondb":
+        return main_iamondb(args)
     if args.model:
         args.model_logits = dump_model_logits(args.model, HOOKER / "val.tsv", 100 if args.quick else None)
     warnings.simplefilter("ignore")  # LM/lexicon coverage warnings are expected on synthetic data
@@ -248,6 +283,42 @@ def main(argv: list[str] | None = None) -> int:
         print_table(f"Model outputs {args.model_logits} ({len(refs)} lines)", real,
                     ["decoder", "ms_per_line", "ms_p90", "wall_ms_per_line", "cer", "wer"])
 
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def main_iamondb(args: argparse.Namespace) -> int:
+    from inkpack.data.formats.iamondb import read_iamondb_npz
+
+    warnings.simplefilter("ignore")
+    train = [i.label for i in read_iamondb_npz(IAMONDB / "train.npz", strict=False) if i.label]
+    limit = 150 if args.quick else None
+    outputs, refs, alphabet = ink_model_outputs(args.model or "iamondb-online-blstm",
+                                                IAMONDB / "val.npz", limit)
+    orders = [args.order] if args.quick else sorted({4, 5, 6, 7, args.order})
+    result: dict = {"quick": args.quick, "threads": 1, "data": "iamondb",
+                    "lm": lm_section(train, refs, orders, args.order)}
+    print_table("Character LM: trained on IAM-OnDB train transcriptions, perplexity per char on val",
+                result["lm"], ["smoothing", "order", "ngrams", "val_ppl", "val_bits_per_char"])
+    lm = CharNgramLM.train(train, order=args.order)
+    rows = []
+    for name, dec in decoder_set(lm, Lexicon.from_texts(train), args.beam, args.alpha, args.beta,
+                                 False).items():
+        rows.append({"decoder": name, **run_decoder(dec, outputs, alphabet, refs)})
+    if args.tune:
+        for a in (0.3, 0.5, 0.75, 1.0):
+            for b in (0.0, 1.0, 2.0):
+                dec = Decoder("beam+lm", beam=args.beam, lm=lm, alpha=a, beta=b)
+                rows.append({"decoder": f"beam{args.beam}+lm a={a} b={b}", **run_decoder(dec, outputs, alphabet, refs)})
+    g = rows[0]["wer"]
+    for r in rows:
+        r["wer_rel_change"] = (r["wer"] - g) / g if g else 0.0
+    result["model_logits"] = {"model": args.model or "iamondb-online-blstm", "lines": len(refs),
+                              "order": args.order, "alpha": args.alpha, "beta": args.beta, "decoders": rows}
+    print_table(f"IAM-OnDB val ({len(refs)} lines), online model outputs, one thread", rows,
+                ["decoder", "ms_per_line", "ms_p90", "cer", "wer", "wer_rel_change"])
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -3,7 +3,8 @@
 Measured side by side in one run, each line through every backend in turn (one thread each):
 * parity: max |log-prob difference| of ORT fp32 vs PyTorch, per line (batch 1) and in mixed-width
   batches of 8 (file order, unsorted), and whether the greedy text is identical on every line;
-  pass = max diff <= 1e-4 and identical text on all lines;
+  pass = max diff <= 1e-4 and identical text on all lines; for scale, both fp32 backends are
+  also compared with the PyTorch model run in float64 (the float32 rounding noise of the model itself);
 * speed: ms/line at batch 1, one thread: PyTorch fp32, ORT fp32, ORT int8 (dynamic quantization of
   LSTM + MatMul; convolutions stay fp32), with ratios to PyTorch;
 * accuracy: CER/WER of each backend and the int8 CER change; file sizes.
@@ -100,6 +101,7 @@ def run(tr, ort32, ort8, grays, refs) -> dict:
     secs = {n: 0.0 for n in names}
     texts = {n: [] for n in names}
     max_diff, max_diff8, same_text = 0.0, 0.0, 0
+    vs64 = {"torch": 0.0, "ort_fp32": 0.0}
     for i, x in enumerate(prepared):
         outs = {}
         for k in range(3):  # rotate the order so drift on a shared machine hits all alike
@@ -109,6 +111,9 @@ def run(tr, ort32, ort8, grays, refs) -> dict:
             outs[n] = (lp, ln)
             texts[n].append(backends[n].decode(lp, ln)[0])
         t_lp = outs["torch"][0]
+        ref64 = f64_logprobs(tr.model, x)
+        vs64["torch"] = max(vs64["torch"], float((t_lp.double() - ref64).abs().max()))
+        vs64["ort_fp32"] = max(vs64["ort_fp32"], float((outs["ort_fp32"][0].double() - ref64).abs().max()))
         max_diff = max(max_diff, float((outs["ort_fp32"][0] - t_lp).abs().max()))
         max_diff8 = max(max_diff8, float((outs["ort_int8"][0] - t_lp).abs().max()))
         same_text += texts["ort_fp32"][-1] == texts["torch"][-1]
@@ -129,7 +134,8 @@ def run(tr, ort32, ort8, grays, refs) -> dict:
     agree8 = sum(a == b for a, b in zip(texts["ort_int8"], texts["ort_fp32"]))
     return {
         "fp32": {"max_abs_diff": max_diff, "max_abs_diff_batched": batched,
-                 "identical_text_lines": same_text, "identical_text": same_text == n},
+                 "identical_text_lines": same_text, "identical_text": same_text == n,
+                 "torch_fp32_vs_float64": vs64["torch"], "ort_fp32_vs_float64": vs64["ort_fp32"]},
         "int8": {"max_abs_diff": max_diff8, "text_equal_to_fp32_lines": agree8,
                  "cer_change": scores["ort_int8"]["cer"] - scores["torch"]["cer"]},
         "scores": scores,
@@ -137,6 +143,24 @@ def run(tr, ort32, ort8, grays, refs) -> dict:
         "int8_speedup_vs_ort_fp32": ms["ort_fp32"] / ms["ort_int8"],
         "pass": bool(max(max_diff, batched) <= 1e-4 and same_text == n),
     }
+
+
+_F64: dict = {}
+
+
+def f64_logprobs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Log-probs of a float64 copy of ``model`` on one prepared line (the rounding-free reference)."""
+    import copy
+
+    from inkpack.batching import pad_collate
+
+    key = id(model)
+    if key not in _F64:
+        _F64[key] = copy.deepcopy(model).double().eval()
+    b = pad_collate([x])
+    with torch.inference_mode():
+        lp, _ = _F64[key](b.images.double(), b.heights, b.widths)
+    return lp.log_softmax(-1)
 
 
 def report(r: dict) -> None:
@@ -149,6 +173,8 @@ def report(r: dict) -> None:
     f = r["fp32"]
     print(f"ORT fp32 vs torch: max |diff| {f['max_abs_diff']:.2e} (batch 1), {f['max_abs_diff_batched']:.2e} "
           f"(mixed-width batches of 8); identical text on {f['identical_text_lines']}/{r['lines']} lines")
+    print(f"vs the float64 model: torch fp32 {f['torch_fp32_vs_float64']:.2e}, ORT fp32 {f['ort_fp32_vs_float64']:.2e} "
+          "(the float32 rounding noise of the model itself)")
     print(f"int8: max |diff| {r['int8']['max_abs_diff']:.3f}, same text as fp32 on "
           f"{r['int8']['text_equal_to_fp32_lines']}/{r['lines']}, CER change {100 * r['int8']['cer_change']:+.2f} points, "
           f"{r['int8_speedup_vs_ort_fp32']:.2f}x ORT fp32")

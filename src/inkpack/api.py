@@ -207,7 +207,7 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
          max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 16, decoder=None):
     """A recognizer for ``path`` (None → the bundled offline model; ``.onnx`` → ONNX Runtime).
 
-    ``decoder`` (image models): a :class:`inkpack.decode.beam.Decoder` or its options as a dict
+    ``decoder`` (image and ink line models): a :class:`inkpack.decode.beam.Decoder` or its options as a dict
     (``{"kind": "beam+lm", "lm": "lm.arpa"}``). Confidences and positions come from the greedy
     alignment, so they are left empty for lines where the beam's text differs from greedy's.
     """
@@ -222,7 +222,7 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
         if kind != "image":
             from inkpack.deploy.ink import load_ink_onnx
 
-            return load_ink_onnx(path, threads=threads or 1)
+            return load_ink_onnx(path, threads=threads or 1, decoder=decoder)
         from inkpack.deploy.runtime import OnnxLineRecognizer
 
         rec = OnnxLineRecognizer(path, threads=threads or 1)
@@ -237,7 +237,7 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
     if kind in ("ink", "char"):
         from inkpack.deploy.ink import InkRecognizer
 
-        return InkRecognizer(model, cfg, alphabet, kind, name=stem.name)
+        return InkRecognizer(model, cfg, alphabet, kind, name=stem.name, decoder=decoder)
     from inkpack.recognizer import LineRecognizer
 
     return ImageRecognizer(LineRecognizer(model, cfg, alphabet), stem.name, max_pixels, batch_size, decoder)

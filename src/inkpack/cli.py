@@ -101,7 +101,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if Path(a.data).suffix.lower() in INK_DATA:
         from inkpack.ink_commands import evaluate_ink
 
-        evaluate_ink(a.data, a.model, a.json, threads=a.threads, batch_size=a.batch_size)
+        evaluate_ink(a.data, a.model, a.json, threads=a.threads, batch_size=a.batch_size, decoder=_decoder(a))
         return 0
     torch.set_num_threads(a.threads)
     rec = _recognizer(a.model, a)
@@ -138,7 +138,7 @@ def cmd_recognize(a: argparse.Namespace) -> int:
     if all(Path(p).suffix.lower() in (".pot", ".inkml") for p in a.images):
         from inkpack.ink_commands import recognize_ink
 
-        return recognize_ink(a.images, a.model, threads=a.threads)
+        return recognize_ink(a.images, a.model, threads=a.threads, decoder=_decoder(a))
     torch.set_num_threads(a.threads)
     rec = _recognizer(a.model, a)
     grays, names, failed = [], [], 0
@@ -267,13 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(fn=cmd_recognize)
 
+    from inkpack.deploy.commands import add_decoder_options
+
     for sp in (e, r):
-        sp.add_argument("--decoder", choices=["greedy", "beam", "beam+lm"], default="greedy")
-        sp.add_argument("--beam", type=int, default=16)
-        sp.add_argument("--lm", help="character ARPA LM (with --decoder beam+lm)")
-        sp.add_argument("--lexicon", help="word list, one word per line")
-        sp.add_argument("--alpha", type=float, default=0.5)
-        sp.add_argument("--beta", type=float, default=0.0)
+        add_decoder_options(sp)
 
     lm = sub.add_parser("lm", help="character n-gram language models for beam search")
     lsub = lm.add_subparsers(dest="lm_command", required=True)

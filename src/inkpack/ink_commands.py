@@ -116,13 +116,19 @@ def _write_json(path: str | None, data: dict) -> None:
 
 
 def evaluate_ink(path: str, model: str | None = None, json_out: str | None = None,
-                 threads: int = 1, batch_size: int = 1) -> dict:
-    """Score a ``.pot`` (accuracy, top-5) or ``.npz`` (CER, WER) file; print and return the figures."""
+                 threads: int = 1, batch_size: int = 1, decoder=None) -> dict:
+    """Score a ``.pot`` (accuracy, top-5) or ``.npz`` (CER, WER) file; print and return the figures.
+
+    ``decoder`` (a :class:`inkpack.decode.beam.Decoder`, line data only) replaces greedy decoding;
+    the time it takes is part of ms/line.
+    """
     torch.set_num_threads(threads)
     p = Path(path)
     if p.suffix.lower() not in (".pot", ".npz"):
         raise InkpackError(f"{path}: evaluate reads .pot characters or .npz lines on the ink side")
     is_char = p.suffix.lower() == ".pot"
+    if is_char and decoder is not None:
+        raise InkpackError(f"{path}: --decoder applies to line models (.npz); characters are classified")
     net, _, alphabet, pcfg = _load(model, DEFAULT_CHAR_MODEL if is_char else DEFAULT_LINE_MODEL,
                                    "char" if is_char else "ink")
     inks = _read(p)
@@ -133,17 +139,19 @@ def evaluate_ink(path: str, model: str | None = None, json_out: str | None = Non
     t0 = time.perf_counter()
     feats, kept = _features(inks, pcfg)
     outputs = list(_batches(net, feats, batch_size))
+    texts = None if is_char else _line_texts(outputs, alphabet, decoder)
     dt = time.perf_counter() - t0
     skipped = len(inks.errors) + len(inks) - len(kept)
     n_all = len(inks) + len(inks.errors)
-    res = {"threads": threads, "batch_size": batch_size, "skipped": skipped}
+    res = {"threads": threads, "batch_size": batch_size, "skipped": skipped,
+           "decoder": "greedy" if decoder is None else decoder.kind}
     if is_char:
         res.update(_char_scores(outputs, kept, alphabet, n_all))
         res["ms_per_sample"] = 1000 * dt / max(1, len(kept))
         print(f"accuracy {100 * res['accuracy']:.2f}%  top-5 {100 * res['top5']:.2f}%  "
               f"samples {res['samples']}  {res['ms_per_sample']:.2f} ms/sample")
     else:
-        res.update(_line_scores(outputs, kept, alphabet))
+        res.update(_line_scores(texts, kept))
         res["ms_per_line"] = 1000 * dt / max(1, len(kept))
         print(f"CER {100 * res['cer']:.2f}%  WER {100 * res['wer']:.2f}%  lines {res['lines']}  "
               f"{res['ms_per_line']:.2f} ms/line")
@@ -168,19 +176,30 @@ def _char_scores(outputs, kept, alphabet, n_all: int) -> dict:
             "unknown_labels": unknown}
 
 
-def _line_scores(outputs, kept, alphabet) -> dict:
+def _line_texts(outputs, alphabet, decoder=None) -> list[str]:
     from inkpack.decode.greedy import greedy_decode
+
+    texts: list[str] = []
+    for _, (logits, out_len) in outputs:
+        lp = logits.float().log_softmax(-1)
+        if decoder is None:
+            texts += [alphabet.decode(labels) for labels in greedy_decode(lp, out_len)]
+        else:
+            texts += decoder.decode_batch(lp, alphabet, out_len)
+    return texts
+
+
+def _line_scores(texts: list[str], kept) -> dict:
     from inkpack.metrics import ErrorCounts
 
     counts = ErrorCounts()
-    for s, (logits, out_len) in outputs:
-        for b, labels in enumerate(greedy_decode(logits.log_softmax(-1), out_len)):
-            counts.add(alphabet.decode(labels), kept[s + b].label or "")
+    for text, ink in zip(texts, kept):
+        counts.add(text, ink.label or "")
     return {"cer": counts.cer, "wer": counts.wer, "lines": len(kept)}
 
 
 def recognize_ink(paths: list[str], model: str | None = None, top_k: int = 5,
-                  threads: int = 1) -> int:
+                  threads: int = 1, decoder=None) -> int:
     """Print ``id<TAB>c1 p1  c2 p2 ...`` (character model) or ``id<TAB>text`` per sample."""
     from inkpack.deploy.ink import InkRecognizer
     from inkpack.model_io import load_model
@@ -188,7 +207,8 @@ def recognize_ink(paths: list[str], model: str | None = None, top_k: int = 5,
     torch.set_num_threads(threads)
     net, cfg, alphabet = load_model(model or DEFAULT_CHAR_MODEL)
     kind = cfg.get("input_kind", "char")
-    rec = InkRecognizer(net, cfg, alphabet, kind, name=str(model or DEFAULT_CHAR_MODEL), top_k=top_k)
+    rec = InkRecognizer(net, cfg, alphabet, kind, name=str(model or DEFAULT_CHAR_MODEL), top_k=top_k,
+                        decoder=decoder)
     failed = 0
     for path in paths:
         try:

@@ -243,3 +243,29 @@ def test_model_roles(recs, tmp_path, monkeypatch):
         create_app(None)
     with pytest.raises(InkpackError, match="image model"):
         create_app(recs[0], recs[0])
+
+
+def test_service_decodes_lines_with_its_decoder(tmp_path):
+    """`serve --decoder beam+lm`: the line endpoint answers the decoder's text, as the API does."""
+    from inkpack.cli import build_parser
+    from inkpack.decode.lm import CharNgramLM
+    from inkpack.deploy.commands import cmd_serve
+
+    sample = Path(__file__).resolve().parents[2] / "samples" / "hooker" / "JDH_2_16_39_002_r2l11.jpg"
+    lm_path = tmp_path / "lm.arpa"
+    CharNgramLM.train(["& Co is furious. If danger"] * 20, order=4).save(str(lm_path))
+    opts = {"kind": "beam+lm", "lm": str(lm_path), "alpha": 2.0, "beam": 8}
+    want = load(decoder=opts).recognize(str(sample)).text
+    greedy = load().recognize(str(sample)).text
+    assert want != greedy  # the strong LM changes this line's reading: the check below can fail
+    with TestClient(create_app(decoder=opts)) as c:
+        assert c.get("/v1/models").json()["line"]["decoder"] == "beam+lm"
+        got = c.post("/v1/recognize/line", files=_png_file(sample.read_bytes(), "l.jpg", "image/jpeg")).json()
+    assert got["text"] == want and got["confidences"] == []
+    with TestClient(create_app()) as c:  # no decoder: greedy, with its alignment
+        got = c.post("/v1/recognize/line", files=_png_file(sample.read_bytes(), "l.jpg", "image/jpeg")).json()
+        assert got["text"] == greedy and c.get("/v1/models").json()["line"]["decoder"] == "greedy"
+    # the serve command's flags build the decoder; beam+lm without --lm is a one-line error
+    args = build_parser().parse_args(["serve", "--decoder", "beam+lm"])
+    with pytest.raises(InkpackError, match="needs --lm"):
+        cmd_serve(args)

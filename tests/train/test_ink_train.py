@@ -233,3 +233,51 @@ def test_folded_input_norm_equals_standardised_inputs_and_sortagrad_order(line_r
         torch.testing.assert_close(x.float() @ w1.T + b1, z @ w0.T + b0, rtol=1e-4, atol=1e-4)
     sizes = [plain.train_sizes[i] for batch in plain._order(0) for i in batch]
     assert sizes == sorted(sizes) and plain._order(1) != plain._order(0)  # epoch 1: shuffled buckets
+
+
+def test_ink_lines_take_a_beam_lm_decoder(line_run, tmp_path):
+    """evaluate / InkRecognizer / the service decode ink lines with the decoder they are given."""
+    from fastapi.testclient import TestClient
+
+    from inkpack.data.formats.iamondb import read_iamondb_npz
+    from inkpack.decode.beam import Decoder
+    from inkpack.decode.lm import CharNgramLM
+    from inkpack.deploy.ink import InkRecognizer, preprocess_config
+    from inkpack.deploy.server import create_app
+    from inkpack.metrics import cer
+
+    d, _ = line_run
+    inks = list(read_iamondb_npz(d / "val.npz"))
+    lm_path = tmp_path / "lm.arpa"
+    CharNgramLM.train([i.label for i in inks] * 5, order=3).save(str(lm_path))
+    dec = Decoder("beam+lm", beam=8, lm=str(lm_path), alpha=1.0)
+    res = evaluate_ink(str(d / "val.npz"), str(d / "run" / "best"), decoder=dec)
+    assert res["decoder"] == "beam+lm"
+    # the same decoder applied by hand to the model's own log-probs
+    model, cfg, alphabet = load_model(str(d / "run" / "best"))
+    hyps = []
+    for ink in inks:
+        f = torch.from_numpy(preprocess(ink, preprocess_config(cfg), None))[None]
+        logits, n = model(f, torch.tensor([f.shape[1]]))
+        hyps.append(dec.decode(logits[: int(n[0]), 0].log_softmax(-1), alphabet))
+    assert res["cer"] == pytest.approx(cer(hyps, [i.label for i in inks]))
+    rec = InkRecognizer(model, cfg, alphabet, "ink", decoder=dec)
+    assert [r.text for r in rec.recognize(inks)] == hyps
+    # the service: /v1/models names the decoder, /v1/recognize/ink answers with its text
+    app = create_app(rec, ink_model=None)
+    with TestClient(app) as client:
+        assert client.get("/v1/models").json()["ink"]["decoder"] == "beam+lm"
+        strokes = [s.tolist() for s in inks[0].strokes]
+        got = client.post("/v1/recognize/ink", json={"strokes": strokes}).json()
+    assert got["text"] == hyps[0]
+
+
+def test_decoder_refused_for_character_models(char_run):
+    from inkpack.decode.beam import Decoder
+    from inkpack.deploy.ink import InkRecognizer
+    from inkpack.errors import InkpackError
+
+    out, _ = char_run
+    model, cfg, alphabet = load_model(str(out / "best"))
+    with pytest.raises(InkpackError, match="decoders apply to line models"):
+        InkRecognizer(model, cfg, alphabet, "char", decoder=Decoder("beam"))

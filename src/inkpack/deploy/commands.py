@@ -30,7 +30,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.max_batch < 1 or args.max_wait_ms < 0:
         raise InkpackError("serve: --max-batch must be >= 1 and --max-wait-ms >= 0")
     torch.set_num_threads(args.threads)
-    serve(args.host, args.port, args.model, args.ink_model, log_level=args.log_level,
+    from inkpack.cli import _decoder
+
+    serve(args.host, args.port, args.model, args.ink_model, log_level=args.log_level, decoder=_decoder(args),
           max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     return 0
@@ -55,7 +57,18 @@ def add_parsers(sub) -> None:
     s.add_argument("--max-upload-mb", type=float, default=10.0)
     s.add_argument("--max-pixels", type=int, default=40_000_000)
     s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    add_decoder_options(s)
     s.set_defaults(fn=cmd_serve)
+
+
+def add_decoder_options(p) -> None:
+    """``--decoder greedy|beam|beam+lm`` and its options (recognize, evaluate, serve)."""
+    p.add_argument("--decoder", choices=["greedy", "beam", "beam+lm"], default="greedy")
+    p.add_argument("--beam", type=int, default=16, help="beam width")
+    p.add_argument("--lm", help="character ARPA LM (with --decoder beam+lm)")
+    p.add_argument("--lexicon", help="word list, one word per line")
+    p.add_argument("--alpha", type=float, default=0.5, help="LM weight")
+    p.add_argument("--beta", type=float, default=0.0, help="word insertion bonus")
 
 
 def main(argv: list[str] | None = None) -> int:

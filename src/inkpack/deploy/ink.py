@@ -84,9 +84,13 @@ class InkRecognizer:
     """A PyTorch ink model behind a lock (``recognize`` may be called from many threads)."""
 
     def __init__(self, model: nn.Module, config: dict, alphabet: Alphabet, kind: str,
-                 name: str = "ink-model", top_k: int = 5) -> None:
+                 name: str = "ink-model", top_k: int = 5, decoder=None) -> None:
         if kind not in ("char", "ink"):
             raise InkpackError(f"{name}: not an ink model (input kind {kind!r})")
+        if decoder is not None and kind == "char":
+            raise InkpackError(f"{name}: a character classifier has no CTC output to beam-search "
+                               "(decoders apply to line models)")
+        self.decoder = decoder  # a decode.beam.Decoder for line models; None = greedy
         self.model = model.eval()
         self.config, self.alphabet, self.input_kind = config, alphabet, kind
         self.name, self.top_k = name, top_k
@@ -147,8 +151,13 @@ class InkRecognizer:
             xs = p.point_x[s * rate : (e + 1) * rate]
             pos.append((float(xs.min()), float(xs.max())) if len(xs) else (0.0, 0.0))
         text = al.text(self.alphabet)
-        prob = float(np.prod(al.confidences)) if al.confidences else 1.0
-        return Recognition(text, [float(c) for c in al.confidences], pos, [(text, prob)])
+        conf = [float(c) for c in al.confidences]
+        prob = float(np.prod(conf)) if conf else 1.0
+        if self.decoder is not None:
+            beam_text = self.decoder.decode(logits[:n].float().log_softmax(-1).numpy(), self.alphabet)
+            if beam_text != text:  # confidences and positions belong to the greedy path only
+                return Recognition(beam_text)
+        return Recognition(text, conf, pos, [(text, prob)])
 
     def recognize(self, x):
         """One ink → one ``Recognition``; a list → a list, in one batched forward pass each 32."""
@@ -161,7 +170,7 @@ class InkRecognizer:
         return self.run_prepared([self.prepare_input(x)])[0]
 
 
-def load_ink_onnx(path, threads: int = 1):
+def load_ink_onnx(path, threads: int = 1, decoder=None):
     from inkpack.deploy.ink_onnx import OnnxInkRecognizer
 
-    return OnnxInkRecognizer(path, threads=threads)
+    return OnnxInkRecognizer(path, threads=threads, decoder=decoder)

@@ -15,11 +15,11 @@ from inkpack.deploy.runtime import make_session, read_sidecar
 class OnnxInkRecognizer(InkRecognizer):
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int = 1, top_k: int = 5) -> None:
+    def __init__(self, path: str | Path, threads: int = 1, top_k: int = 5, decoder=None) -> None:
         cfg = read_sidecar(path)
         kind = cfg["onnx"].get("input_kind", "ink")
         super().__init__(torch.nn.Identity(), cfg, Alphabet.from_dict(cfg["alphabet"]), kind,
-                         name=Path(path).stem, top_k=top_k)
+                         name=Path(path).stem, top_k=top_k, decoder=decoder)
         self.backend = "onnxruntime"
         self.session = make_session(path, threads)
 

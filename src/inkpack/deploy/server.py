@@ -71,16 +71,33 @@ def _models(model, ink_model) -> tuple[object | None, object | None]:
     return line, ink
 
 
+def _set_decoder(decoder, line, ink) -> None:
+    if decoder is None:
+        return
+    if isinstance(decoder, dict):
+        from inkpack.decode.beam import Decoder
+
+        decoder = Decoder.from_options(decoder)
+    targets = [r for r in (line, ink) if r is not None and r.input_kind in ("image", "ink")]
+    if not targets:
+        raise InkpackError("create_app: a decoder needs a line model (image or ink lines)")
+    for r in targets:
+        r.decoder = decoder
+
+
 def _err(status: int, msg: str) -> JSONResponse:
     return JSONResponse({"error": msg}, status_code=status)
 
 
 def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
                max_pixels: int = 40_000_000, max_batch: int = 16, max_wait_ms: float = 5.0,
-               max_ink_points: int = 100_000) -> FastAPI:
+               max_ink_points: int = 100_000, decoder=None) -> FastAPI:
     """``model``: a line recognizer from ``inkpack.api.load`` or a path (None → the bundled model);
-    ``ink_model``: the same for ink (None → the ink endpoint answers 404 with how to load one)."""
+    ``ink_model``: the same for ink (None → the ink endpoint answers 404 with how to load one);
+    ``decoder``: a :class:`inkpack.decode.beam.Decoder` (or its options dict) for the line models
+    (image lines and ink lines; a character classifier keeps its top-k), None → each model's own."""
     line, ink = _models(model, ink_model)
+    _set_decoder(decoder, line, ink)
     batchers = {
         k: DynamicBatcher(r.run_prepared, max_batch, max_wait_ms, name=k)
         for k, r in (("line", line), ("ink", ink)) if r is not None
@@ -157,7 +174,13 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
 
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict:
-        return {"line": line.info() if line else None, "ink": ink.info() if ink else None}
+        def info(r) -> dict | None:
+            if r is None:
+                return None
+            d = getattr(r, "decoder", None)
+            return {**r.info(), "decoder": d.kind if d is not None else "greedy"}
+
+        return {"line": info(line), "ink": info(ink)}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -259,10 +282,10 @@ def _page_doc() -> dict:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, model=None, ink_model=None,
-          log_level: str = "warning", **limits) -> None:
+          log_level: str = "warning", decoder=None, **limits) -> None:
     """Run the service with uvicorn (one process; batching uses one worker thread per model)."""
     import uvicorn
 
-    app = create_app(model, ink_model, **limits)
+    app = create_app(model, ink_model, decoder=decoder, **limits)
     print(f"inkpack: serving on http://{host}:{port}/ (API docs at /docs)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

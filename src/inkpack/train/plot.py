@@ -36,3 +36,23 @@ def plot_curves(history: list[dict], out: str | Path) -> None:
     plt.close(fig)
     tmp.replace(out)
 
+
+def plot_ink_curves(history: list[dict], out: str | Path) -> None:
+    """Loss against step, and the validation metrics (%) against training minutes."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    st = [h["step"] for h in history]
+    minutes = [h["elapsed_s"] / 60 for h in history]
+    for k in ("train_loss", "val_loss", "val_top1", "val_top5", "val_cer", "val_wer"):
+        if all(k in h for h in history):
+            ax, x, f = (a1, st, 1) if k.endswith("loss") else (a2, minutes, 100)
+            ax.plot(x, [f * h[k] for h in history], "o-", label=k.replace("val_", "val "))
+    a1.set(xlabel="step", ylabel="loss per sample")
+    a2.set(xlabel="training time (min)", ylabel="%", ylim=(0, 100))
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend()
+    fig.tight_layout()
+    tmp = Path(out).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
