@@ -217,3 +217,15 @@ def test_lm_cli_reads_manifests_and_plain_text(tmp_path):
         read_texts(str(bad))
     with pytest.raises(InkpackError, match="missing.txt"):
         lm_train([str(tmp_path / "missing.txt")], order=3, out=str(out))
+
+
+def test_read_texts_takes_iamondb_npz_transcriptions(tmp_path):
+    import numpy as np
+
+    from inkpack.data.formats.iamondb import write_iamondb_npz
+    from inkpack.data.ink import Ink
+
+    strokes = [np.array([[0.0, 0.0], [1.0, 2.0]])]
+    inks = [Ink.from_xy(strokes, label=t, id=f"a01-000u-0{i}") for i, t in enumerate(["to be", "cafe\u0301"])]
+    write_iamondb_npz(tmp_path / "lines.npz", inks)
+    assert read_texts(str(tmp_path / "lines.npz")) == ["to be", "caf\u00e9"]

@@ -12,10 +12,15 @@ from inkpack.errors import InkpackError
 
 def read_texts(path: str) -> list[str]:
     """One sentence per line, NFC. A TSV whose header has a ``text`` column (e.g. ``image<TAB>text``
-    manifests) contributes that column; any other file is plain text, one line per sentence."""
+    manifests) contributes that column; an IAM-OnDB ``.npz`` its line transcriptions; any other
+    file is plain text, one line per sentence."""
     p = Path(path)
     if not p.is_file():
         raise InkpackError(f"{path}: text file not found")
+    if p.suffix.lower() == ".npz":
+        from inkpack.data.formats.iamondb import IamOnDbNpz
+
+        return [nfc(str(t)) for t in IamOnDbNpz(p).texts if str(t).strip()]
     try:
         lines = p.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as e:
