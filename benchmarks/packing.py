@@ -1,6 +1,8 @@
 """Training throughput of the ``mdlstm`` model: padding versus example packing (seed 000).
 
-Usage: ``benchmarks/packing.py [--quick] [--json OUT] [--png PATH]``.
+Usage: ``benchmarks/packing.py [--quick] [--json OUT] [--png PATH] [--model mdlstm|darknet-dblstm]``.
+``--model darknet-dblstm`` measures the CNN-DBLSTM packed path instead (``main_cnn``: Hooker
+line widths at height 48, random batches of 32, pad_min vs buckets vs pack; its own JSON).
 
 For each size distribution the same model (default options, train mode) runs training
 steps (forward + CTC loss + backward, no optimiser step) on batches of 64 images of random
@@ -56,6 +58,8 @@ SEED = 20240611
 SCALE = 0.5  # 300 dpi IAM boxes -> 150 dpi model input
 NUM_CLASSES = 80
 SMALL: dict = {"hidden": [2, 3, 4], "conv_features": [3, 5], "dropout": 0.0}  # exactness-check model
+CNN_SMALL: dict = {"height": 48, "feat_dim": 16, "lstm_hidden": 8, "dropout": 0.0, "norm": "none"}
+CNN_HEIGHT = 48  # darknet-dblstm section: Hooker lines scaled to this height
 GOALS = {"words": {"speedup_vs_pad_min": 6.6, "fill_ratio": 0.9, "speedup_vs_buckets": 1.0},
          "lines": {"speedup_vs_pad_min": 1.5, "fill_ratio": 0.9, "speedup_vs_buckets": 1.0}}
 
@@ -110,20 +114,31 @@ def padded_forward(model, batch):
     return model(batch.images, batch.heights, batch.widths)
 
 
+def padded_pseq_forward(model, batch):
+    """A CNN-DBLSTM's padded forward with its DBLSTM on a ``PackedSequence`` (the former way)."""
+    lengths = model.output_lengths(batch.widths).clamp(min=1)
+    return model.fc(model.sequence(model.features(batch.images), lengths, packed=True)), lengths
+
+
 def one_step(model, sizes, idx, kind, max_hw, gen) -> dict:
     """One training step of batch ``idx`` under batching ``kind``; CPU and wall seconds."""
     ims = make_images([sizes[i] for i in idx], gen)
     pack_t = 0.0
-    if kind == "pack":
+    if kind.startswith("pack"):  # pack_pseq (CNN models): the DBLSTM on a PackedSequence
         t0 = time.process_time()
         batch = prepare(model, pack(ims, **pack_options(model)))
         pack_t = time.process_time() - t0
         st: dict = {}
-        cpu, wall = ctc_step(model, batch, lambda m, b: packed_forward(m, b, stats=st))
+        if kind == "pack_pseq":
+            from inkpack import packed_cnn
+
+            cpu, wall = ctc_step(model, batch, lambda m, b: packed_cnn.packed_forward(m, b, st, padded_lstm=False))
+        else:
+            cpu, wall = ctc_step(model, batch, lambda m, b: packed_forward(m, b, stats=st))
         pack_t += st.get("layout_s", 0.0)
-    else:
+    else:  # *_dirs (CNN models): the DBLSTM of the packed path (padded directions)
         batch = pad_collate(ims, pad_to=max_hw if kind == "pad_max" else None)
-        cpu, wall = ctc_step(model, batch, padded_forward)
+        cpu, wall = ctc_step(model, batch, padded_pseq_forward if kind.endswith("_pseq") else padded_forward)
     return {"cpu": cpu, "wall": wall, "px": batch.real_pixels, "ex": len(idx),
             "canvas": batch.canvas_pixels, "pack": pack_t}
 
@@ -149,12 +164,16 @@ def run_interleaved(model, sizes, plan, nb, max_hw, gen) -> dict:
     return stats
 
 
-def exactness(seed: int = 0, n: int = 6) -> float:
+def exactness(seed: int = 0, n: int = 6, arch: str = "mdlstm") -> float:
     """Max |packed - alone| over logits, per-example losses and parameter gradients (float64)."""
     torch.manual_seed(seed)
-    model = build_model("mdlstm", 9, **SMALL).double().eval()
     rng = random.Random(seed)
-    ims = [torch.rand(1, rng.randint(1, 40), rng.randint(1, 120), dtype=torch.float64) for _ in range(n)]
+    if arch == "mdlstm":
+        model = build_model("mdlstm", 9, **SMALL).double().eval()
+        ims = [torch.rand(1, rng.randint(1, 40), rng.randint(1, 120), dtype=torch.float64) for _ in range(n)]
+    else:  # no BatchNorm (its train-mode statistics span the batch), no dropout
+        model = build_model(arch, 9, **CNN_SMALL).double().train()
+        ims = [torch.rand(1, CNN_SMALL["height"], rng.randint(1, 200), dtype=torch.float64) for _ in range(n)]
     labels = [torch.randint(1, 9, (rng.randint(1, 2),)) for _ in ims]
 
     def grads(loss):
@@ -226,8 +245,13 @@ def main() -> None:
     ap.add_argument("--png", type=Path, help="picture of a packed canvas (default: docs/packed_canvas.png "
                     "on full runs)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", choices=["mdlstm", "darknet-dblstm"], default="mdlstm",
+                    help="darknet-dblstm: Hooker lines at height 48, batches of 32 (its own JSON)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.model != "mdlstm":
+        main_cnn(args)
+        return
     torch.manual_seed(SEED)
     n_batches = {"pad_max": 1, "pad_min": 2, "buckets": 2, "pack": 2} if args.quick else \
         {"pad_max": 2, "pad_min": 5, "buckets": 5, "pack": 5}
@@ -300,6 +324,67 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main_cnn(args) -> None:
+    """``--model darknet-dblstm``: pad_min vs buckets vs pack on the Hooker line widths.
+
+    Lines have the model's height (48), so only widths vary. Rates here count the packing
+    (layout + canvas copy) in the packed step's time."""
+    torch.manual_seed(SEED)
+    t_start = time.perf_counter()
+    arch, bs = args.model, 32
+    n_batches = 2 if args.quick else 5
+    max_abs_diff = exactness(arch=arch)
+    sizes = []
+    for line in (DATA / "hooker" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        with Image.open(DATA / "hooker" / line.split("\t", 1)[0]) as im:  # header only
+            w, h = im.size
+        sizes.append((CNN_HEIGHT, max(1, round(w * CNN_HEIGHT / h))))
+    model = build_model(arch, NUM_CLASSES, height=CNN_HEIGHT).train()
+    gen = torch.Generator().manual_seed(SEED)
+    rand = random_batches(len(sizes), bs, seed=SEED)
+    buckets = spread_buckets(sizes, bs, n_batches)
+    plan = {"pack": rand, "pack_pseq": rand, "pad_min": rand, "buckets": buckets, "buckets_pseq": buckets}
+    nb = {k: n_batches for k in plan}
+    for kind in ("pack", "pad_min"):  # warm-up, not timed
+        one_step(model, sizes, rand[-1], kind, None, gen)
+    stats = run_interleaved(model, sizes, plan, nb, None, gen)
+    p0 = dict(stats["pack"])  # the same layouts serve pack_pseq
+    for kind, s in stats.items():  # the packed step pays for its packing
+        pack_s = p0["packing_ms_per_batch"] * s["batches"] / 1000 if kind.startswith("pack") else 0.0
+        real_px = s["real_px_per_s"] * s["cpu_seconds"]
+        s["real_px_per_s"] = real_px / (s["cpu_seconds"] + pack_s)
+        s["examples_per_s"] = s["examples_per_s"] * s["cpu_seconds"] / (s["cpu_seconds"] + pack_s)
+        s["step_ms"] = 1000 * (s["cpu_seconds"] + pack_s) / s["batches"]
+    p = stats["pack"]
+    res = {"max_abs_diff": max_abs_diff, "sizes": "hooker", "examples": len(sizes),
+           "median_width": float(np.median([w for _, w in sizes])), "max_width": max(w for _, w in sizes),
+           "speedup_vs_pad_min": p["real_px_per_s"] / stats["pad_min"]["real_px_per_s"],
+           "speedup_vs_buckets": p["real_px_per_s"] / stats["buckets"]["real_px_per_s"],
+           "speedup_vs_buckets_pseq": p["real_px_per_s"] / stats["buckets_pseq"]["real_px_per_s"],
+           "lstm_speedup_in_buckets": stats["buckets"]["real_px_per_s"] / stats["buckets_pseq"]["real_px_per_s"],
+           "lstm_speedup_in_pack": p["real_px_per_s"] / stats["pack_pseq"]["real_px_per_s"],
+           "fill_ratio": p["fill_ratio"], "strategies": stats,
+           "settings": {"model": f"{arch} (default options, train mode)", "height": CNN_HEIGHT, "batch_size": bs,
+                        "batches": nb, "threads": args.threads, "quick": args.quick}}
+    res["seconds"] = time.perf_counter() - t_start
+    print(f"\n{arch} training throughput (forward + CTC + backward), Hooker lines at height {CNN_HEIGHT}, "
+          f"batches of {bs}, {args.threads} thread(s)")
+    print(f"{'batching':8} {'batches':>7} {'step ms':>8} {'real Mpx/s':>10} {'lines/s':>7} {'fill':>5} "
+          f"{'pack speed-up':>13}")
+    for kind, s in stats.items():
+        print(f"{kind:8} {s['batches']:7d} {s['step_ms']:8.0f} {s['real_px_per_s'] / 1e6:10.3f} "
+              f"{s['examples_per_s']:7.1f} {s['fill_ratio']:5.2f} {p['real_px_per_s'] / s['real_px_per_s']:12.2f}x")
+    print("*_pseq: the DBLSTM on a PackedSequence (the former way); otherwise each direction runs on the "
+          "padded batch, lines reversed in place (inkpack.nn.blstm)")
+    print(f"pack vs pad_min {res['speedup_vs_pad_min']:.2f}x, vs buckets {res['speedup_vs_buckets']:.2f}x "
+          f"(buckets' DBLSTM vs PackedSequence {res['lstm_speedup_in_buckets']:.2f}x), "
+          f"fill {res['fill_ratio']:.3f}, packing {p['packing_ms_per_batch']:.1f} ms/batch; packed vs alone "
+          f"max |diff| {max_abs_diff:.2e}; total {res['seconds']:.0f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
 
 
 if __name__ == "__main__":

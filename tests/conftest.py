@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy is imported
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
@@ -57,3 +56,33 @@ def shared_path(*parts: str) -> Path:
 
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def assert_packed_equals_alone(model, ims, labels, logits, lengths, alone, tol: float) -> None:
+    """Per-example logits, CTC losses and summed parameter gradients of a packed forward
+    (``logits [T, B, K]``, ``lengths``) equal those of each example run alone (``alone(model,
+    im) -> [n, K]``) to ``tol``."""
+    import torch
+    import torch.nn.functional as F
+
+    tl = torch.tensor([len(lab) for lab in labels])
+    losses = F.ctc_loss(logits.log_softmax(-1), torch.cat(labels), lengths, tl, reduction="none",
+                        zero_infinity=True)
+    model.zero_grad()
+    losses.sum().backward()
+    g_packed = [p.grad.clone() for p in model.parameters()]
+    g_alone = [torch.zeros_like(p) for p in model.parameters()]
+    for i, im in enumerate(ims):
+        model.zero_grad()
+        ref = alone(model, im)
+        n = ref.shape[0]
+        assert int(lengths[i]) == n
+        assert (logits[:n, i] - ref).abs().max().item() <= tol
+        loss = F.ctc_loss(ref.log_softmax(-1)[:, None], labels[i], torch.tensor([n]), tl[i : i + 1],
+                          reduction="none", zero_infinity=True)
+        assert abs(loss.item() - losses[i].item()) <= tol
+        loss.sum().backward()
+        for acc, p in zip(g_alone, model.parameters()):
+            acc += p.grad
+    for (name, _), a, b in zip(model.named_parameters(), g_alone, g_packed):
+        assert (a - b).abs().max().item() <= tol, name

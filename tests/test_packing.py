@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_packed_equals_alone
 
 from inkpack.batching import pad_collate
 from inkpack.errors import InkpackError
@@ -151,30 +152,9 @@ def test_packed_forward_equals_each_example_alone(seed: int) -> None:
     sizes = [(1, 1), (2, 33)] + _random_sizes(rng, 6, hmax=37, wmax=130)
     ims = [torch.rand(1, h, w, dtype=torch.float64) for h, w in sizes]
     labels = [torch.randint(1, 6, (rng.randint(1, 2),)) for _ in ims]
-    tl = torch.tensor([len(l) for l in labels])
-
     logits, lengths = packed_forward(model, pack(ims, **pack_options(model)))
     assert logits.shape[1] == len(ims)
-    losses = F.ctc_loss(logits.log_softmax(-1), torch.cat(labels), lengths, tl, reduction="none",
-                        zero_infinity=True)
-    model.zero_grad()
-    losses.sum().backward()
-    g_packed = [p.grad.clone() for p in model.parameters()]
-
-    g_alone = [torch.zeros_like(p) for p in model.parameters()]
-    for i, im in enumerate(ims):
-        model.zero_grad()
-        ref, n = _alone(model, im)
-        assert int(lengths[i]) == n
-        assert (logits[:n, i] - ref).abs().max().item() <= 1e-5
-        loss = F.ctc_loss(ref.log_softmax(-1)[:, None], labels[i], torch.tensor([n]), tl[i : i + 1],
-                          reduction="none", zero_infinity=True)
-        assert abs(loss.item() - losses[i].item()) <= 1e-5
-        loss.sum().backward()
-        for acc, p in zip(g_alone, model.parameters()):
-            acc += p.grad
-    for (name, _), a, b in zip(model.named_parameters(), g_alone, g_packed):
-        assert (a - b).abs().max().item() <= 1e-5, name
+    assert_packed_equals_alone(model, ims, labels, logits, lengths, lambda m, im: _alone(m, im)[0], 1e-5)
 
 
 def test_packed_forward_repacks_a_generic_layout() -> None:

@@ -1,5 +1,8 @@
 """Packed forward pass of the ``mdlstm`` model: every stage runs on canvases, not padded batches.
 
+(The CNN-DBLSTM line models have their own packed path, :mod:`inkpack.packed_cnn`;
+:func:`packed_forward`, :func:`prepare` and :func:`pack_options` dispatch to it.)
+
 The model (:mod:`inkpack.models.mdlstm`) is a list of stages, ``2x2 blocks -> MDLSTM -> conv
 2x4 -> MDLSTM -> conv 2x4 -> MDLSTM``, then a head (FC, collapse); this module runs the
 model's own stage modules on canvases (no hook in the model is needed). Between stages the
@@ -145,6 +148,10 @@ def _options_before(model, k: int) -> dict:
 
 def pack_options(model) -> dict:
     """Packer options for the input canvas of ``model`` (what :func:`packed_forward` expects)."""
+    from inkpack import packed_cnn
+
+    if packed_cnn.is_cnn_dblstm(model):
+        return packed_cnn.pack_options(model)
     if not hasattr(model, "stages") or not model.stages or _stride(model.stages[0]) is None:
         raise InkpackError("packed_forward: the model must start with a block stage (architecture mdlstm)")
     return _options_before(model, 0)
@@ -152,6 +159,10 @@ def pack_options(model) -> dict:
 
 def prepare(model, batch: Batch) -> Batch:
     """Return ``batch`` re-packed for ``model`` unless its layout already suits it."""
+    from inkpack import packed_cnn
+
+    if packed_cnn.is_cnn_dblstm(model):
+        return packed_cnn.prepare(model, batch)
     lay = batch.packing
     if lay is None:
         raise InkpackError("packed_forward: the batch is not packed (batch.packing is None)")
@@ -173,7 +184,12 @@ def packed_forward(model, batch: Batch, stats: dict | None = None) -> tuple[torc
     to a layout aligned to its stride (the input layout serves the first one); each MDLSTM
     stage gets the mask of the real cells; the head's collapse runs per example.
     ``stats``, when given, receives ``layout_s``: the CPU seconds spent computing layouts.
+    CNN-DBLSTM models (``vgg-dblstm``, ``darknet-dblstm``) go to :mod:`inkpack.packed_cnn`.
     """
+    from inkpack import packed_cnn
+
+    if packed_cnn.is_cnn_dblstm(model):
+        return packed_cnn.packed_forward(model, batch, stats)
     batch = prepare(model, batch)
     lay, scale = batch.packing, (1, 1)
     hs, ws = batch.heights.cpu(), batch.widths.cpu()

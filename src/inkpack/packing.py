@@ -17,6 +17,11 @@ estimate (a model's time for a canvas batch), the least cost.
 ``align`` keeps every example at a multiple of a stride (and its footprint a multiple of it),
 so that a non-overlapping block operation (2x2 blocks, stride-(2,4) convolutions) on the
 canvas equals the operation on each example alone; ``sep`` is the separator width in cells.
+
+Lines of one fixed height ``H`` (the CNN-DBLSTM models): ``sep=(0, s)`` with
+``max_canvas_height=H`` puts every shelf on a canvas of its own (a batch of ``H``-high
+canvases; one-dimensional first-fit-decreasing over the searched widths), which needs no
+separator rows; :func:`inkpack.packed_cnn.pack_options` gives those options.
 """
 
 from __future__ import annotations

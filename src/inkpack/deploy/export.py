@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from inkpack.errors import InkpackError
+from inkpack.nn.blstm import flip_within, reversal_index
 
 OPSET = 17
 
@@ -80,18 +81,15 @@ class MaskedBiLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         t = _time_index(x)[:, None]  # [T, 1]
-        valid = t < lengths[None, :]  # [T, B]
-        rev = torch.where(valid, lengths[None, :] - 1 - t, t)  # its own inverse
+        rev = reversal_index(t, lengths)  # its own inverse
         for k in range(len(self.fwd)):
             yf, _ = self.fwd[k](x)
             if not self.bidirectional:
                 x = yf
                 continue
-            xr = x.gather(0, rev[:, :, None].expand(-1, -1, x.shape[2]))
-            yr, _ = self.bwd[k](xr)
-            yb = yr.gather(0, rev[:, :, None].expand(-1, -1, yr.shape[2]))
-            x = torch.cat([yf, yb], dim=2)
-        return x * valid[:, :, None].to(x.dtype)
+            yr, _ = self.bwd[k](flip_within(x, rev))
+            x = torch.cat([yf, flip_within(yr, rev)], dim=2)
+        return x * (t < lengths[None, :])[:, :, None].to(x.dtype)
 
 
 class ExportCNNDBLSTM(nn.Module):

@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from inkpack.errors import InkpackError
 from inkpack.models.registry import register
+from inkpack.nn.blstm import masked_bilstm
 from inkpack.nn.conv import ConvStack
 
 # VGG-style teacher: 3x3 convs only (about 8M parameters with the default head).
@@ -91,15 +92,20 @@ class CNNDBLSTM(nn.Module):
         f = f.permute(3, 0, 1, 2).reshape(t, b, c * h)
         return self.proj(f)
 
-    def sequence(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Run the DBLSTM over a padded feature sequence, respecting true lengths."""
+    def sequence(self, feats: torch.Tensor, lengths: torch.Tensor, packed: bool = False) -> torch.Tensor:
+        """Run the DBLSTM over a padded feature sequence, respecting true lengths: on the padded
+        batch with each line reversed in place for the backward direction
+        (:func:`inkpack.nn.blstm.masked_bilstm`, faster on CPU), or with ``packed`` on a
+        ``PackedSequence``; both are exact."""
         x = self.dropout(feats)
         if bool((lengths == x.shape[0]).all()):
             y, _ = self.lstm(x)
-        else:
-            packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
-            y, _ = self.lstm(packed)
+        elif packed or type(self.lstm) is not nn.LSTM:  # quantized / low-rank LSTMs: packed only
+            seq = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+            y, _ = self.lstm(seq)
             y, _ = pad_packed_sequence(y, total_length=x.shape[0])
+        else:
+            y = masked_bilstm(self.lstm, x, lengths)
         return self.dropout(y)
 
     def forward(

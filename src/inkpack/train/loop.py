@@ -138,8 +138,9 @@ class Trainer:
             raise InkpackError(f"unknown architecture {cfg.arch!r}; known: {', '.join(sorted(REGISTRY))}")
         if cfg.batching not in ("pad-max", "pad-min", "pack"):
             raise InkpackError(f"--batching must be pad-max, pad-min or pack, not {cfg.batching!r}")
-        if cfg.batching == "pack" and cfg.arch != "mdlstm":
-            raise InkpackError(f"--batching pack is implemented for mdlstm only, not {cfg.arch!r}")
+        if cfg.batching == "pack" and cfg.arch not in ("mdlstm", "vgg-dblstm", "darknet-dblstm"):
+            raise InkpackError(f"--batching pack is implemented for mdlstm, vgg-dblstm and darknet-dblstm, "
+                               f"not {cfg.arch!r}")
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.out = Path(cfg.out)
@@ -206,9 +207,10 @@ class Trainer:
             b2.targets, b2.target_lengths = batch.targets, batch.target_lengths
             batch = b2
         elif self.cfg.batching == "pack":
+            from inkpack.packed_forward import pack_options
             from inkpack.packing import pack_batch
 
-            batch = pack_batch(batch)
+            batch = pack_batch(batch, **pack_options(self.model))  # the layout the model's packed path takes
         return batch
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
