@@ -132,7 +132,7 @@ class Task:
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
         if self.kind == "image":
-            from inkpack.train.loop import ctc_loss, run_model
+            from inkpack.train.ctc import ctc_loss, run_model
 
             logits, lengths = run_model(model, batch)
             return ctc_loss(logits, lengths, batch)

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from inkpack.batching import Batch
 from inkpack.errors import InkpackError
-from inkpack.train.loop import ctc_loss, run_model
+from inkpack.train.ctc import ctc_loss, run_model
 
 __all__ = [
     "CRITERIA",

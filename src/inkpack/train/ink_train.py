@@ -41,8 +41,9 @@ from inkpack.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from inkpack.train.config import TrainConfig
+from inkpack.train.ctc import needed_frames
 from inkpack.train.ink_data import InkData, pad_features, prep_config
-from inkpack.train.loop import TrainConfig, needed_frames
 from inkpack.train.schedule import warmup_cosine
 
 HANZI = "../shared/data/hanzi"

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-import yaml
 from torch import nn
 from tqdm import tqdm
 
@@ -37,8 +35,9 @@ from inkpack.errors import InkpackError, UnknownCharacterError
 from inkpack.metrics import ErrorCounts
 from inkpack.model_io import save_model
 from inkpack.models import REGISTRY, build_model
-from inkpack.train.schedule import warmup_cosine
 from inkpack.train.checkpoint import load_checkpoint, rng_state, set_rng_state
+from inkpack.train.config import TrainConfig
+from inkpack.train.ctc import BatchForward, ctc_loss, needed_frames, run_model
 from inkpack.train.distributed import (
     DistEnv,
     all_reduce_sums,
@@ -49,86 +48,11 @@ from inkpack.train.distributed import (
     scale_loss,
     wrap_model,
 )
+from inkpack.train.schedule import warmup_cosine
 from inkpack.train.sharding import DistributedBatchSampler, batch_cost, imbalance
 
 # cost model of a rank's share under each batching (pad-max pads all alike: cost = count)
 SHARD_MODE = {"pad-min": "padded", "pack": "packed", "pad-max": "count"}
-
-
-@dataclass
-class TrainConfig:
-    train: str = ""
-    val: str | None = None
-    out: str = "runs/default"
-    arch: str = "darknet-dblstm"
-    height: int = 48
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    epochs: int = 30
-    warmup_steps: int = 300
-    patience: int = 8
-    batching: str = "pad-min"  # pad-max | pad-min | pack
-    augment: bool = True
-    seed: int = 1234
-    threads: int = 0
-    time_limit: float = 0.0  # minutes; 0 = no limit
-    max_steps: int = 0  # 0 = no limit
-    ckpt_every: int = 200  # steps between mid-epoch checkpoints
-    limit: int | None = None  # use only the first N training lines (smoke tests)
-    val_limit: int | None = None
-    options: dict = field(default_factory=dict)
-    progress: bool = True
-
-    @classmethod
-    def from_yaml(cls, path: str, **overrides) -> "TrainConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise InkpackError(f"{path}: config file not found") from None
-        except yaml.YAMLError as e:
-            raise InkpackError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InkpackError(f"{path}: unknown config keys {sorted(unknown)}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
-
-
-def needed_frames(labels: list[int]) -> int:
-    """CTC needs one frame per label plus a blank between repeated labels."""
-    return len(labels) + sum(1 for a, b in zip(labels, labels[1:]) if a == b)
-
-
-def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Mean per-line CTC loss (sum over the line, mean over lines)."""
-    lp = logits.log_softmax(-1)
-    loss = F.ctc_loss(
-        lp, batch.targets, lengths, batch.target_lengths, blank=0, reduction="sum", zero_infinity=True
-    )
-    return loss / max(1, len(batch))
-
-
-def run_model(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded or packed forward pass of an image model on ``batch``."""
-    if batch.packing is not None:
-        from inkpack.packed_forward import packed_forward
-
-        return packed_forward(model, batch)
-    return model(batch.images, batch.heights, batch.widths)
-
-
-class _BatchForward(nn.Module):
-    """What DDP wraps: its forward must be the one called, for the packed path too."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return run_model(self.model, batch)
 
 
 class Trainer:
@@ -270,7 +194,7 @@ class Trainer:
         else:
             self.epoch_loss = (0.0, 0)
         if env.distributed:  # DDP broadcasts rank 0's weights; all ranks loaded the same checkpoint anyway
-            self.ddp = wrap_model(_BatchForward(self.model), env)
+            self.ddp = wrap_model(BatchForward(self.model), env)
 
     def _say(self, msg: str) -> None:
         if self.env.is_main:
