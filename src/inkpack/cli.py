@@ -55,7 +55,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "train": a.train, "val": a.val, "out": a.out, "arch": a.arch, "height": a.height,
         "batch_size": a.batch_size, "lr": a.lr, "epochs": a.epochs, "patience": a.patience,
         "batching": a.batching, "seed": a.seed, "threads": a.threads, "time_limit": a.time_limit,
-        "max_steps": a.max_steps, "limit": a.limit,
+        "max_steps": a.max_steps, "limit": a.limit, "workers": getattr(a, "workers", None),
     }
     if a.no_augment:
         over["augment"] = False
@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int)
     t.add_argument("--time-limit", type=float, help="minutes")
     t.add_argument("--max-steps", type=int)
+    t.add_argument("--workers", type=int, help="DataLoader processes that build batches ahead (augment, pad, pack)")
     t.add_argument("--limit", type=int, help="use only the first N training lines")
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--task", choices=["lines", "char", "line"], default="lines",

@@ -69,3 +69,21 @@ def test_long_labels_are_skipped_and_counted(tmp_path):
 def test_needed_frames_counts_repeats():
     assert needed_frames([1, 2, 3]) == 3
     assert needed_frames([1, 1, 2, 2, 2]) == 5 + 3
+
+
+def test_batches_built_in_workers_train_exactly_as_in_the_trainer(tmp_path):
+    """--workers: augmentation and packing in DataLoader processes, same batches, same weights;
+    a run interrupted and resumed with workers still equals the uninterrupted one."""
+    def cfg(out, steps, workers):
+        c = _cfg(tmp_path / "d", tmp_path / out, max_steps=steps)
+        c.batching, c.workers = "pack", workers
+        return c
+
+    inline = _run(cfg("inline", 5, 0))
+    _run(cfg("cut", 2, 2))
+    ahead = _run(cfg("cut", 5, 2))
+    assert ahead.global_step == inline.global_step == 5
+    for (k, a), b in zip(inline.model.state_dict().items(), ahead.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert any(not torch.equal(a, b) for a, b in zip(inline.model.state_dict().values(),
+                                                     _run(cfg("other", 4, 0)).model.state_dict().values()))

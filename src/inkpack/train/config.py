@@ -29,6 +29,7 @@ class TrainConfig:
     time_limit: float = 0.0  # minutes; 0 = no limit
     max_steps: int = 0  # 0 = no limit
     ckpt_every: int = 200  # steps between mid-epoch checkpoints
+    workers: int = 0  # DataLoader processes building batches ahead (augment, pad, pack); 0 = in the trainer
     limit: int | None = None  # use only the first N training lines (smoke tests)
     val_limit: int | None = None
     options: dict = field(default_factory=dict)

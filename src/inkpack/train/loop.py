@@ -50,6 +50,7 @@ from inkpack.train.distributed import (
 )
 from inkpack.train.schedule import warmup_cosine
 from inkpack.train.sharding import DistributedBatchSampler, batch_cost, imbalance
+from inkpack.train.step_batches import BatchMaker, step_batches
 
 # cost model of a rank's share under each batching (pad-max pads all alike: cost = count)
 SHARD_MODE = {"pad-min": "padded", "pack": "packed", "pad-max": "count"}
@@ -122,20 +123,7 @@ class Trainer:
         return random_batches(len(widths), cfg.batch_size, shuffle=True, seed=seed)
 
     def _make_batch(self, idx: list[int]) -> Batch:
-        batch = self.train_batcher(idx)
-        if self.cfg.batching == "pad-max":
-            from inkpack.batching import pad_collate
-
-            ims = [batch.images[i, :, : batch.heights[i], : batch.widths[i]] for i in range(len(batch))]
-            b2 = pad_collate(ims, None, batch.texts, batch.ids, pad_to=(self.cfg.height, self.max_width))
-            b2.targets, b2.target_lengths = batch.targets, batch.target_lengths
-            batch = b2
-        elif self.cfg.batching == "pack":
-            from inkpack.packed_forward import pack_options
-            from inkpack.packing import pack_batch
-
-            batch = pack_batch(batch, **pack_options(self.model))  # the layout the model's packed path takes
-        return batch
+        return self.batch_maker(idx)
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return run_model(self.model, batch)
@@ -160,6 +148,12 @@ class Trainer:
             self.train_set, self.alphabet, AugmentConfig(enabled=cfg.augment), seed=cfg.seed, unknown_policy="error"
         )
         self.max_width = max(self.train_set.widths)
+        pack_opts = None
+        if cfg.batching == "pack":
+            from inkpack.packed_forward import pack_options
+
+            pack_opts = pack_options(self.model)
+        self.batch_maker = BatchMaker(self.train_batcher, cfg.batching, cfg.height, self.max_width, pack_opts)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sizes = [(cfg.height, w) for w in self.train_set.widths]
         self.sampler = DistributedBatchSampler(
@@ -317,16 +311,17 @@ class Trainer:
                 unit="batch", disable=not (cfg.progress and env.is_main), dynamic_ncols=True,
             )
             t_lines, t0 = 0, time.time()
+            steps = range(self.step_in_epoch, len(batches))
+            shares = [self.sampler.shares(k) for k in steps] if env.distributed else [[batches[k]] for k in steps]
+            stream = step_batches(self.batch_maker, [sh[env.rank if env.distributed else 0] for sh in shares],
+                                  cfg.workers)
             while self.step_in_epoch < len(batches):
                 if env.distributed:
-                    shares = self.sampler.shares(self.step_in_epoch)
-                    sizes = [[self.sampler.cost_fn(i) for i in sh] for sh in shares]
+                    sizes = [[self.sampler.cost_fn(i) for i in sh] for sh in shares[self.step_in_epoch - steps.start]]
                     imb = imbalance([batch_cost(sz, self.sampler.mode) for sz in sizes])
                     s, k = self.epoch_imbalance
                     self.epoch_imbalance = (s + imb, k + 1)
-                    batch = self._make_batch(shares[env.rank])
-                else:
-                    batch = self._make_batch(batches[self.step_in_epoch])
+                batch = next(stream)
                 loss = self.train_step(batch, len(batches[self.step_in_epoch]))
                 n = len(batch)
                 self.elapsed = time.time() - start
