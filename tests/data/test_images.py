@@ -69,3 +69,17 @@ def test_augmentation_is_configurable_and_off_means_identity():
     # deterministic for a given seed
     again = augment(img, np.random.default_rng(1), cfg)
     assert np.array_equal(out, again)
+
+
+def test_to_ink_uint8_fast_path_equals_the_float_path():
+    """The histogram/lookup-table path for uint8 scans gives the percentile path's values."""
+    rng = np.random.default_rng(3)
+    line = np.asarray(render_text("fast path"))
+    cases = [line, 255 - line, rng.integers(0, 256, (31, 77), dtype=np.uint8),
+             rng.integers(120, 136, (9, 40), dtype=np.uint8), np.full((4, 5), 200, np.uint8),
+             np.array([[0, 255]], np.uint8)]
+    for g in cases:
+        fast, ref = to_ink(g), to_ink(g.astype(np.float32))  # float input takes np.percentile
+        assert fast.dtype == ref.dtype == np.float32 and fast.shape == ref.shape
+        assert np.abs(fast - ref).max() <= 2e-7
+    assert to_ink(line).max() == 1.0 and to_ink(line).min() == 0.0
