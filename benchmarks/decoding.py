@@ -197,6 +197,12 @@ def decoder_set(lm: CharNgramLM, lexicon: Lexicon, beam: int, alpha: float, beta
     return d
 
 
+def write_result(path: str | None, result: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
 def print_table(title: str, rows: list[dict], cols: list[str]) -> None:
     print(f"\n{title}")
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols]
@@ -283,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(f"Model outputs {args.model_logits} ({len(refs)} lines)", real,
                     ["decoder", "ms_per_line", "ms_p90", "wall_ms_per_line", "cer", "wer"])
 
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.json, result)
     return 0
 
 
@@ -319,9 +323,7 @@ def main_iamondb(args: argparse.Namespace) -> int:
                               "order": args.order, "alpha": args.alpha, "beta": args.beta, "decoders": rows}
     print_table(f"IAM-OnDB val ({len(refs)} lines), online model outputs, one thread", rows,
                 ["decoder", "ms_per_line", "ms_p90", "cer", "wer", "wer_rel_change"])
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.json, result)
     return 0
 
 
