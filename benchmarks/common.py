@@ -40,4 +40,4 @@ def table(rows: list[tuple], header: tuple) -> str:
 def write_json(path: str | None, data: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -26,7 +26,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -36,6 +35,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from rapidfuzz.distance import Levenshtein  # noqa: E402
+
+from common import write_json  # noqa: E402
 
 from inkpack.data.alphabet import Alphabet  # noqa: E402
 from inkpack.decode.beam import Decoder  # noqa: E402
@@ -197,12 +198,6 @@ def decoder_set(lm: CharNgramLM, lexicon: Lexicon, beam: int, alpha: float, beta
     return d
 
 
-def write_result(path: str | None, result: dict) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-
-
 def print_table(title: str, rows: list[dict], cols: list[str]) -> None:
     print(f"\n{title}")
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols]
@@ -289,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(f"Model outputs {args.model_logits} ({len(refs)} lines)", real,
                     ["decoder", "ms_per_line", "ms_p90", "wall_ms_per_line", "cer", "wer"])
 
-    write_result(args.json, result)
+    write_json(args.json, result)
     return 0
 
 
@@ -323,7 +318,7 @@ def main_iamondb(args: argparse.Namespace) -> int:
                               "order": args.order, "alpha": args.alpha, "beta": args.beta, "decoders": rows}
     print_table(f"IAM-OnDB val ({len(refs)} lines), online model outputs, one thread", rows,
                 ["decoder", "ms_per_line", "ms_p90", "cer", "wer", "wer_rel_change"])
-    write_result(args.json, result)
+    write_json(args.json, result)
     return 0
 
 

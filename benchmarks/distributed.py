@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import itertools
-import json
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests" / "train"))
+
+from common import write_json
 
 from inkpack.batching import bucket_batches, random_batches
 from inkpack.packing import pack_layout
@@ -221,9 +222,7 @@ def main() -> None:
           f"worst at {cfg(worst_cost)})")
     for s in skipped:
         print("skipped:", s)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":

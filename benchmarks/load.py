@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from common import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "hooker" / "val.tsv"
 BAD = b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8
@@ -166,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{res['requests']:>9} {res['errors_5xx']:>5} {res['errors_other']:>6} {res['p50_ms'] or float('nan'):>8.1f} "
           f"{res['p99_ms'] or float('nan'):>8.1f} {res['rps']:>7.1f} {b.get('mean_batch_size', 0):>10.2f}")
     print(f"model: {model} ({which}, {a.backend}); expected 422s for malformed uploads: {res['expected_4xx']}")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    write_json(a.json, res)
     return 1 if res["errors_5xx"] or res["errors_other"] else 0
 
 

@@ -14,7 +14,6 @@ Timings are medians over repetitions; the reference loop is timed once (it takes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from common import write_json
 
 from inkpack.nn.mdlstm import MDLSTM
 from inkpack.nn.mdlstm_reference import mdlstm_reference
@@ -152,9 +153,7 @@ def main() -> None:
                                                                for k in ("fraction", "fraction_cpu"))))
     print(f"max abs diff vs reference (b8): outputs {ref['max_abs_diff']:.2e}, gradients "
           f"{ref['max_abs_diff_grads']:.2e} (relative to their size {ref['max_rel_diff_grads']:.2e})")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(args.json, res)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from common import write_json
 
 from inkpack.data.formats.tsv import read_tsv
 from inkpack.data.images import load_gray
@@ -86,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 "quick": a.quick, "bytes": sizes, "threads": 1, "batch_size_timing": 1,
                 "onnxruntime": __import__("onnxruntime").__version__, "torch": torch.__version__})
     report(res)
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    write_json(a.json, res)
     return 0 if res["pass"] else 1
 
 

@@ -34,7 +34,6 @@ parameter gradients of a small float64 model; every example also run alone) of t
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -48,6 +47,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
+
+from common import write_json  # noqa: E402
 
 from inkpack.batching import bucket_batches, pad_collate, random_batches  # noqa: E402
 from inkpack.models import build_model  # noqa: E402
@@ -321,9 +322,7 @@ def main() -> None:
               f"{100 * r['layout_share_of_step']:.1f}% of the packed step"
               + (f"; MISSED goals: {', '.join(misses)}" if misses else ""))
     print(f"packed vs alone max |diff|: {max_abs_diff:.2e}; total {results['seconds']:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
 
 
 def main_cnn(args) -> None:
@@ -382,9 +381,7 @@ def main_cnn(args) -> None:
           f"(buckets' DBLSTM vs PackedSequence {res['lstm_speedup_in_buckets']:.2f}x), "
           f"fill {res['fill_ratio']:.3f}, packing {p['packing_ms_per_batch']:.1f} ms/batch; packed vs alone "
           f"max |diff| {max_abs_diff:.2e}; total {res['seconds']:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(args.json, res)
 
 
 if __name__ == "__main__":
