@@ -211,10 +211,10 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
     (``{"kind": "beam+lm", "lm": "lm.arpa"}``). Confidences and positions come from the greedy
     alignment, so they are left empty for lines where the beam's text differs from greedy's.
     """
-    if isinstance(decoder, dict):
-        from inkpack.decode.beam import Decoder
+    if decoder is not None:
+        from inkpack.decode.beam import as_decoder
 
-        decoder = Decoder.from_options(decoder)
+        decoder = as_decoder(decoder)
     if path is not None and str(path).lower().endswith(".onnx"):
         from inkpack.deploy.runtime import read_sidecar
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from inkpack.batching import Batch
 from inkpack.errors import InkpackError
-from inkpack.packing import PackLayout, pack_layout
+from inkpack.packing import PackLayout
 
 
 def is_cnn_dblstm(model: nn.Module) -> bool:
@@ -97,7 +97,7 @@ def _suits(model: nn.Module, lay: PackLayout) -> bool:
 
 def prepare(model: nn.Module, batch: Batch) -> Batch:
     """Return ``batch`` re-packed for ``model`` unless its layout already suits it."""
-    from inkpack.packed_forward import transfer
+    from inkpack.packed_forward import repack
 
     lay = batch.packing
     if lay is None:
@@ -106,12 +106,7 @@ def prepare(model: nn.Module, batch: Batch) -> Batch:
     if bad:
         raise InkpackError(f"packed CNN: model expects lines of height {model.height}, example {bad[0]} "
                            f"is {lay.h[bad[0]]} high")
-    if _suits(model, lay):
-        return batch
-    new = pack_layout(lay.h, lay.w, **pack_options(model))
-    images = transfer(batch.images, lay, (1, 1), batch.heights.cpu(), batch.widths.cpu(), new).contiguous()
-    return Batch(images=images, heights=batch.heights, widths=batch.widths, targets=batch.targets,
-                 target_lengths=batch.target_lengths, texts=batch.texts, ids=batch.ids, packing=new)
+    return batch if _suits(model, lay) else repack(batch, pack_options(model))
 
 
 def column_mask(lay: PackLayout, factor: int, width: int, device=None) -> torch.Tensor:

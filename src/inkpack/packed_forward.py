@@ -170,9 +170,14 @@ def prepare(model, batch: Batch) -> Batch:
     stride = opts["align"]
     if all(a % b == 0 for a, b in zip(lay.align, stride)) and all(s >= b for s, b in zip(lay.sep, stride)):
         return batch
-    hs, ws = batch.heights.cpu(), batch.widths.cpu()
-    new = pack_layout(lay.h, lay.w, **opts)
-    images = transfer(batch.images, lay, (1, 1), hs, ws, new).contiguous()
+    return repack(batch, opts)
+
+
+def repack(batch: Batch, options: dict) -> Batch:
+    """``batch`` (packed) moved to a new layout built with packer ``options``, labels kept."""
+    lay = batch.packing
+    new = pack_layout(lay.h, lay.w, **options)
+    images = transfer(batch.images, lay, (1, 1), batch.heights.cpu(), batch.widths.cpu(), new).contiguous()
     return Batch(images=images, heights=batch.heights, widths=batch.widths, targets=batch.targets,
                  target_lengths=batch.target_lengths, texts=batch.texts, ids=batch.ids, packing=new)
 

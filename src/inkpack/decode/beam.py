@@ -294,3 +294,8 @@ class Decoder:
                 [int(v) for v in as_numpy(lengths).reshape(-1)]
             items = [a[: lens[b], b] for b in range(a.shape[1])]
         return [self.decode(x, alphabet) for x in items]
+
+
+def as_decoder(spec: Decoder | Mapping | None) -> Decoder | None:
+    """A :class:`Decoder` given as itself or as its options mapping; None stays None (greedy)."""
+    return Decoder.from_options(spec) if isinstance(spec, Mapping) else spec

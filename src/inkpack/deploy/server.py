@@ -74,10 +74,9 @@ def _models(model, ink_model) -> tuple[object | None, object | None]:
 def _set_decoder(decoder, line, ink) -> None:
     if decoder is None:
         return
-    if isinstance(decoder, dict):
-        from inkpack.decode.beam import Decoder
+    from inkpack.decode.beam import as_decoder
 
-        decoder = Decoder.from_options(decoder)
+    decoder = as_decoder(decoder)
     targets = [r for r in (line, ink) if r is not None and r.input_kind in ("image", "ink")]
     if not targets:
         raise InkpackError("create_app: a decoder needs a line model (image or ink lines)")

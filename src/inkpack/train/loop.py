@@ -311,13 +311,13 @@ class Trainer:
                 unit="batch", disable=not (cfg.progress and env.is_main), dynamic_ncols=True,
             )
             t_lines, t0 = 0, time.time()
-            steps = range(self.step_in_epoch, len(batches))
-            shares = [self.sampler.shares(k) for k in steps] if env.distributed else [[batches[k]] for k in steps]
-            stream = step_batches(self.batch_maker, [sh[env.rank if env.distributed else 0] for sh in shares],
-                                  cfg.workers)
+            first = self.step_in_epoch
+            shares = [self.sampler.shares(k) for k in range(first, len(batches))] if env.distributed else []
+            mine = [sh[env.rank] for sh in shares] if env.distributed else batches[first:]
+            stream = step_batches(self.batch_maker, mine, cfg.workers)
             while self.step_in_epoch < len(batches):
                 if env.distributed:
-                    sizes = [[self.sampler.cost_fn(i) for i in sh] for sh in shares[self.step_in_epoch - steps.start]]
+                    sizes = [[self.sampler.cost_fn(i) for i in sh] for sh in shares[self.step_in_epoch - first]]
                     imb = imbalance([batch_cost(sz, self.sampler.mode) for sz in sizes])
                     s, k = self.epoch_imbalance
                     self.epoch_imbalance = (s + imb, k + 1)
