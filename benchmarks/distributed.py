@@ -84,8 +84,9 @@ def load_distributions() -> tuple[dict[str, tuple[str, list]], list[str]]:
 
 def global_batches(sizes: list, batching: str, b: int, max_batches: int) -> list[list[int]]:
     widths = [s[1] if isinstance(s, tuple) else s for s in sizes]
-    if batching == "bucketed":
-        bs = bucket_batches(widths, b, seed=SEED)
+    if batching == "bucketed":  # raw-size images pad in height too: bucket on both sides
+        heights = [s[0] for s in sizes] if isinstance(sizes[0], tuple) else None
+        bs = bucket_batches(widths, b, seed=SEED, heights=heights)
     else:
         bs = random_batches(len(sizes), b, seed=SEED)
     return [x for x in bs if len(x) == b][:max_batches]

@@ -95,12 +95,18 @@ def bucket_batches(
     shuffle: bool = True,
     seed: int = 0,
     bucket_factor: int = 50,
+    heights: Sequence[int] | None = None,
 ) -> list[list[int]]:
-    """Group indices of similar width so that minimal padding wastes little.
+    """Group indices of similar size so that minimal padding wastes little.
 
     Indices are shuffled, cut into chunks of ``batch_size * bucket_factor``, each chunk
     sorted by width and cut into batches; the batch order is shuffled again. This keeps
     randomness across epochs while padding each batch only to near-equal widths.
+
+    With ``heights`` (raw-size images, e.g. MDLSTM words), a batch pads to its tallest
+    example too, so a chunk is first cut into height bands, each sorted by width; the
+    number of bands (1, 2, 4, ... 16) is the one whose batches pad least (fewest bands on
+    a tie). Equal heights give one band: exactly the width-only batches.
     """
     rng = random.Random(seed)
     idx = list(range(len(widths)))
@@ -109,11 +115,37 @@ def bucket_batches(
     chunk = max(batch_size, batch_size * bucket_factor)
     batches: list[list[int]] = []
     for s in range(0, len(idx), chunk):
-        part = sorted(idx[s : s + chunk], key=lambda i: widths[i])
-        batches.extend(part[j : j + batch_size] for j in range(0, len(part), batch_size))
+        part = idx[s : s + chunk]
+        if heights is None:
+            batches.extend(_width_batches(part, widths, batch_size))
+        else:
+            batches.extend(_banded_batches(part, widths, heights, batch_size))
     if shuffle:
         rng.shuffle(batches)
     return batches
+
+
+def _width_batches(part: list[int], widths: Sequence[int], batch_size: int) -> list[list[int]]:
+    part = sorted(part, key=lambda i: widths[i])
+    return [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
+
+
+def _banded_batches(
+    part: list[int], widths: Sequence[int], heights: Sequence[int], batch_size: int
+) -> list[list[int]]:
+    """Width batches within height bands of whole batches, the band count padding least."""
+    by_h = sorted(part, key=lambda i: (heights[i], widths[i]))
+    n_batches = -(-len(part) // batch_size)
+    best: tuple[float, list[list[int]]] = (float("inf"), [])
+    bands = 1
+    while bands <= min(16, n_batches):
+        per = -(-n_batches // bands) * batch_size  # whole batches per band
+        out = [b for k in range(0, len(by_h), per) for b in _width_batches(by_h[k : k + per], widths, batch_size)]
+        area = sum(len(b) * max(heights[i] for i in b) * max(widths[i] for i in b) for b in out)
+        if area < best[0]:
+            best = (area, out)
+        bands *= 2
+    return best[1]
 
 
 def random_batches(n: int, batch_size: int, shuffle: bool = True, seed: int = 0) -> list[list[int]]:
