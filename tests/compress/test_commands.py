@@ -85,6 +85,24 @@ def test_svd_adw_kmeans_retrains_and_round_trips(base, tmp_path, tiny_tsv):
     assert comp["nonzero_params"] < 0.5 * comp["params"]
 
 
+def test_svd_ranks_per_layer_and_half_raw_file_computes_what_was_returned(base, tmp_path, tiny_tsv):
+    out = tmp_path / "r"
+    model, comp = compress(parse("compress", str(base), "--recipe", "svd+kmeans", "--out", str(out),
+                                 "--svd-ranks", "lstm=4:-,fc=3", "--half-raw", "--data", str(tiny_tsv),
+                                 "--steps", "2", "--bits", "4", "--batch-size", "4"), log=lambda m: None)
+    assert model.fc.rank == 3 and model.lstm.ranks() == [(4, None)] * 4
+    assert any("svd fc: rank=3" in n for n in comp["notes"])
+    loaded, _cfg, _ = load_model(str(out))
+    x = images()
+    with torch.no_grad():
+        assert torch.equal(loaded(*x)[0], model(*x)[0])
+    bias = loaded.fc[1].bias.detach()
+    assert torch.equal(bias, bias.half().float())  # stored as float16
+    with pytest.raises(InkpackError, match="not an LSTM"):
+        compress(parse("compress", str(base), "--recipe", "svd", "--out", str(tmp_path / "x"),
+                       "--svd-ranks", "cnn=3"), log=lambda m: None)
+
+
 def test_distill_recipe_and_report(base, tmp_path, tiny_tsv):
     out = tmp_path / "st"
     parse_args = parse("compress", str(base), "--recipe", "distill", "--out", str(out), "--data", str(tiny_tsv),

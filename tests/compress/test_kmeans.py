@@ -83,6 +83,21 @@ def test_sharing_save_load_round_trip(tmp_path):
                                            if t.is_floating_point()) + 8  # int64 num_batches_tracked
 
 
+def test_raw_half_stores_biases_in_float16_and_loads_them_as_float32(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 300))
+    ws = WeightSharing(model, bits=4)
+    full = ws.save(tmp_path / "f.npz")
+    bias = model[0].bias.detach().clone()
+    half = ws.save(tmp_path / "h.npz", raw_half=True)
+    assert full["bytes"] - half["bytes"] == 300 * 2  # 300 biases, 4 -> 2 bytes each
+    state, _ = load_shared(tmp_path / "h.npz")
+    assert state["0.bias"].dtype == torch.float32
+    assert torch.equal(state["0.bias"], bias.half().float()) and not torch.equal(state["0.bias"], bias)
+    assert torch.equal(model[0].bias.detach(), state["0.bias"])  # the model computes what the file holds
+    assert torch.equal(state["0.weight"], model[0].weight.detach())  # shared weights are untouched
+
+
 def test_file_is_smaller_by_the_expected_factor(tmp_path):
     torch.manual_seed(0)
     model = nn.Linear(512, 512, bias=False)

@@ -5,7 +5,15 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from inkpack.compress.lowrank import LowRankLinear, LowRankLSTM, energy_rank, lowrank_linear, lowrank_lstm
+from inkpack.compress.lowrank import (
+    LowRankLinear,
+    LowRankLSTM,
+    energy_rank,
+    lowrank_layers,
+    lowrank_linear,
+    lowrank_lstm,
+    parse_ranks,
+)
 from inkpack.errors import InkpackError
 
 
@@ -143,3 +151,26 @@ def test_replacement_keeps_eval_mode_and_dropout_only_in_training():
     model.train()
     a, b = model(x)[0], model(x)[0]
     assert not torch.equal(a, b)  # dropout between the layers in training, as nn.LSTM
+
+
+def test_parse_ranks_reads_linear_and_lstm_ranks():
+    assert parse_ranks("fc=4, rnn=3:-") == {"fc": 4, "rnn": (3, None)}
+    for bad in ("fc", "fc=x", "rnn=1:2:3", ""):
+        with pytest.raises(InkpackError):
+            parse_ranks(bad)
+
+
+def test_lowrank_layers_uses_the_given_ranks_per_layer():
+    torch.manual_seed(0)
+    model = Tagger()
+    changes = lowrank_layers(model, {"fc": 5, "rnn": (4, None)})
+    assert isinstance(model.fc, LowRankLinear) and model.fc.rank == 5
+    assert model.fc[0].weight.shape == (5, 24) and model.fc[1].weight.shape == (30, 5)
+    assert isinstance(model.rnn, LowRankLSTM) and model.rnn.ranks() == [(4, None)] * 4
+    by_name = {c.name: c for c in changes}
+    assert by_name["fc"].params_after == 5 * 24 + 5 * 30 + 30  # two factors, one bias
+    assert model(torch.randn(2, 6, 10)).shape == (2, 6, 30)
+    with pytest.raises(InkpackError, match="fc, rnn|rnn, fc"):
+        lowrank_layers(Tagger(), {"nope": 3})
+    with pytest.raises(InkpackError):
+        lowrank_layers(Tagger(), {"fc": (3, 4)})  # a Linear takes one rank

@@ -211,9 +211,12 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         ch = tucker.tucker_decompose(model, args.energy, method=args.tucker_method)
         notes += [f"tucker {c.name}: {c.detail}" for c in ch]
     if "svd" in recipe:
-        ch = lowrank.lowrank_lstm(model, energy=args.svd_energy) + lowrank.lowrank_linear(model, energy=args.svd_energy)
+        if args.svd_ranks:
+            ch = lowrank.lowrank_layers(model, lowrank.parse_ranks(args.svd_ranks))
+        else:
+            ch = lowrank.lowrank_lstm(model, energy=args.svd_energy) + lowrank.lowrank_linear(model, energy=args.svd_energy)
         notes += [f"svd {c.name}: {c.detail}" for c in ch]
-    if ("tucker" in recipe or "svd" in recipe) and steps and "adw" not in recipe and "kmeans" not in recipe:
+    if ("tucker" in recipe or "svd" in recipe) and steps:  # the seed retrains after every step
         log(f"fine-tune after decomposition: {steps} steps")
         retrain(model, get_task(), steps, lr=args.lr, log=log)
     if "adw" in recipe:
@@ -235,7 +238,7 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
                     after_backward=ws.sync_grads, after_step=ws.apply, log=log)
         ws.apply()
         out.parent.mkdir(parents=True, exist_ok=True)
-        sizes = ws.save(out.with_suffix(".npz"))
+        sizes = ws.save(out.with_suffix(".npz"), raw_half=args.half_raw)
         comp.update(weights="shared-npz", bits=args.bits, npz_ratio=sizes["ratio"])
     comp.update(structure=lowrank.structure(model), params=count_params(model),
                 nonzero_params=count_params(model, nonzero=True), notes=notes, **comp_extra)
@@ -382,8 +385,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--energy", type=float, default=0.9, help="tucker: kept energy for ranks")
     p.add_argument("--tucker-method", default="energy", choices=("energy", "vbmf"))
     p.add_argument("--svd-energy", type=float, default=0.9, help="svd: kept energy per matrix")
+    p.add_argument("--svd-ranks", help="svd: ranks per layer instead, e.g. fc2=64,fc1=64,lstm2=48:128 (LSTM ih:hh)")
     p.add_argument("--sparsity", type=float, default=0.5, help="adw: final share of dropped weights")
     p.add_argument("--bits", type=int, default=5, help="kmeans: bits per shared weight")
+    p.add_argument("--half-raw", action="store_true", help="kmeans: store biases and other unshared tensors as float16")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, help="use only the first N training lines")

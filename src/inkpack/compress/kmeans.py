@@ -107,8 +107,13 @@ class WeightSharing:
         """Distinct non-zero values per shared weight (≤ 2^bits by construction)."""
         return {n: int(torch.unique(p.detach()[p.detach() != 0]).numel()) for n, p in self.weights.items()}
 
-    def save(self, path: str | os.PathLike, extra: dict | None = None) -> dict[str, float]:
-        """Write the whole state_dict compactly; returns bytes on disk vs fp32."""
+    def save(self, path: str | os.PathLike, extra: dict | None = None, raw_half: bool = False) -> dict[str, float]:
+        """Write the whole state_dict compactly; returns bytes on disk vs fp32.
+
+        ``raw_half`` stores the unshared float tensors (biases, norms) as float16: on a small
+        classifier they are a fifth of the compact file. Loading casts them back; the model in
+        memory is rounded the same way, so it computes what the file holds.
+        """
         self.apply()
         arrays: dict[str, np.ndarray] = {}
         entries = {}
@@ -122,8 +127,13 @@ class WeightSharing:
             if src is None:
                 if t.dtype == torch.bfloat16:
                     raise InkpackError(f"kmeans save: {name} is bfloat16, which .npz cannot hold")
-                arrays[f"{i}r"] = t.detach().cpu().numpy()
-                entries[name] = {"i": i, "kind": "raw"}
+                raw = t.detach().cpu()
+                if raw_half and raw.dtype == torch.float32:
+                    raw = raw.half()
+                    with torch.no_grad():
+                        t.copy_(raw.to(t.dtype))  # state_dict tensors share the module's storage
+                arrays[f"{i}r"] = raw.numpy()
+                entries[name] = {"i": i, "kind": "raw", "dtype": str(t.dtype)}
                 continue
             b, mask = self.bits[src], self.masks[src].flatten().cpu().numpy()
             positions, how = _encode_positions(mask)
@@ -196,7 +206,8 @@ def load_shared(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
     for name, e in meta["entries"].items():
         i = e["i"]
         if e["kind"] == "raw":
-            state[name] = torch.from_numpy(z[f"{i}r"].copy())
+            raw = torch.from_numpy(z[f"{i}r"].copy())
+            state[name] = raw.to(getattr(torch, e["dtype"].split(".")[-1])) if "dtype" in e else raw
             continue
         numel = int(np.prod(e["shape"]))
         pos = _decode_positions(z[f"{i}p"] if e["positions"] != "dense" else None, e["positions"], numel)

@@ -20,7 +20,7 @@ from inkpack.errors import InkpackError
 
 __all__ = [
     "LayerChange", "LowRankLSTM", "LowRankLinear", "energy_rank", "factorize",
-    "lowrank_linear", "lowrank_lstm", "rebuild", "structure",
+    "lowrank_layers", "lowrank_linear", "lowrank_lstm", "parse_ranks", "rebuild", "structure",
 ]
 
 
@@ -317,6 +317,51 @@ def lowrank_linear(model: nn.Module, rank: int | None = None, *, energy: float |
         new = LowRankLinear.from_linear(lin, r)
         replace_module(model, name, new)
         changes.append(LayerChange(name, "linear", before, _params(new), f"rank={r}"))
+    return changes
+
+
+Rank = int | tuple[int | None, int | None]
+
+
+def parse_ranks(text: str) -> dict[str, Rank]:
+    """``"fc2=64,lstm2=48:128"`` → {"fc2": 64, "lstm2": (48, 128)}; an LSTM takes ``ih:hh``,
+    where ``-`` keeps that matrix dense (``lstm2=-:128``)."""
+    out: dict[str, Rank] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            if ":" in value:
+                ih, hh = value.split(":")
+                out[name.strip()] = (None if ih == "-" else int(ih), None if hh == "-" else int(hh))
+            else:
+                out[name.strip()] = int(value)
+        except ValueError:
+            raise InkpackError(f"svd ranks: {item!r} is not LAYER=RANK or LAYER=IH:HH") from None
+    if not out:
+        raise InkpackError("svd ranks: empty")
+    return out
+
+
+def lowrank_layers(model: nn.Module, ranks: dict[str, Rank]) -> list[LayerChange]:
+    """Factor the named layers with the given ranks, in place (the seed picks ranks per matrix)."""
+    modules = dict(model.named_modules())
+    changes = []
+    for name, rank in ranks.items():
+        layer = modules.get(name)
+        if isinstance(layer, nn.LSTM):
+            ih, hh = rank if isinstance(rank, tuple) else (rank, rank)
+            new: nn.Module = LowRankLSTM.from_lstm(layer, ih, hh)
+            detail = f"ranks(ih,hh)={new.ranks()}"
+        elif type(layer) is nn.Linear and not isinstance(rank, tuple):
+            new = LowRankLinear.from_linear(layer, max(1, min(rank, *layer.weight.shape)))
+            detail = f"rank={new.rank}"
+        else:
+            kinds = ", ".join(n for n, m in modules.items() if n and isinstance(m, (nn.LSTM, nn.Linear)))
+            raise InkpackError(f"svd ranks: {name!r} is not an LSTM (IH:HH) or Linear (RANK) layer; "
+                               f"this model has: {kinds}")
+        replace_module(model, name, new)
+        changes.append(LayerChange(name, "lstm" if isinstance(layer, nn.LSTM) else "linear",
+                                   _params(layer), _params(new), detail))
     return changes
 
 
