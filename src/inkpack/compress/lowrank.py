@@ -353,7 +353,7 @@ def lowrank_layers(model: nn.Module, ranks: dict[str, Rank]) -> list[LayerChange
             new: nn.Module = LowRankLSTM.from_lstm(layer, ih, hh)
             detail = f"ranks(ih,hh)={new.ranks()}"
         elif type(layer) is nn.Linear and not isinstance(rank, tuple):
-            new = LowRankLinear.from_linear(layer, max(1, min(rank, *layer.weight.shape)))
+            new = LowRankLinear.from_linear(layer, _resolve_rank(layer.weight, rank, None))
             detail = f"rank={new.rank}"
         else:
             kinds = ", ".join(n for n, m in modules.items() if n and isinstance(m, (nn.LSTM, nn.Linear)))
