@@ -312,8 +312,11 @@ class Trainer:
             )
             t_lines, t0 = 0, time.time()
             first = self.step_in_epoch
-            shares = [self.sampler.shares(k) for k in range(first, len(batches))] if env.distributed else []
-            mine = [sh[env.rank] for sh in shares] if env.distributed else batches[first:]
+            if env.distributed:  # every rank's share of each remaining step (for the imbalance log)
+                shares = [self.sampler.shares(k) for k in range(first, len(batches))]
+                mine = [sh[env.rank] for sh in shares]
+            else:
+                mine = batches[first:]
             stream = step_batches(self.batch_maker, mine, cfg.workers)
             while self.step_in_epoch < len(batches):
                 if env.distributed:
