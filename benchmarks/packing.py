@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,13 +66,25 @@ GOALS = {"words": {"speedup_vs_pad_min": 6.6, "fill_ratio": 0.9, "speedup_vs_buc
          "lines": {"speedup_vs_pad_min": 1.5, "fill_ratio": 0.9, "speedup_vs_buckets": 1.0}}
 
 
+def word_size_rows() -> list[str]:
+    """Rows ``id, w, h`` of the word boxes; derived from IAM-OnDB ink, so made here on first use
+    (``benchmarks/data/make_word_sizes.py``) and never committed."""
+    tsv = ROOT / "benchmarks" / "data" / "iamondb_word_sizes.tsv"
+    if not tsv.exists():
+        npz = DATA / "iamondb" / "train.npz"
+        if not npz.exists():
+            raise FileNotFoundError(f"{tsv} absent and {npz} absent to make it from")
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data" / "make_word_sizes.py")], check=True)
+    return tsv.read_text().splitlines()[1:]
+
+
 def load_sizes() -> dict[str, list[tuple[int, int]]]:
     """name -> (h, w) at the model's input scale."""
     def scaled(h: float, w: float, s: float) -> tuple[int, int]:
         return max(1, round(h * s)), max(1, round(w * s))
 
     out = {}
-    rows = (ROOT / "benchmarks" / "data" / "iamondb_word_sizes.tsv").read_text().splitlines()[1:]
+    rows = word_size_rows()
     out["words"] = [scaled(int(r.split("\t")[2]), int(r.split("\t")[1]), SCALE) for r in rows]
     out["words_300dpi"] = [scaled(int(r.split("\t")[2]), int(r.split("\t")[1]), 1.0) for r in rows]
     rows = (DATA / "iam-sizes" / "lines.tsv").read_text().splitlines()[1:]
