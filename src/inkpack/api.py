@@ -238,6 +238,8 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
         from inkpack.deploy.ink import InkRecognizer
 
         return InkRecognizer(model, cfg, alphabet, kind, name=stem.name, decoder=decoder)
+    from inkpack.nn.conv import fold_batchnorm
     from inkpack.recognizer import LineRecognizer
 
+    fold_batchnorm(model)  # ours alone, loaded for inference
     return ImageRecognizer(LineRecognizer(model, cfg, alphabet), stem.name, max_pixels, batch_size, decoder)

@@ -25,9 +25,12 @@ class LineRecognizer:
 
     @classmethod
     def load(cls, path: str | None = None, decoder=None) -> "LineRecognizer":
+        """The model from disk, with BatchNorm folded into its convolutions (inference only)."""
         from inkpack.model_io import load_model
+        from inkpack.nn.conv import fold_batchnorm
 
         model, cfg, alphabet = load_model(path)
+        fold_batchnorm(model)
         return cls(model, cfg, alphabet, decoder)
 
     def prepare(self, gray: np.ndarray) -> torch.Tensor:

@@ -32,6 +32,22 @@ def test_kmeans_1d_finds_separated_clusters():
     torch.testing.assert_close(cent, means)
 
 
+def test_kmeans_1d_uses_every_centroid_on_pruned_weights():
+    # a pruned layer: two tails and nothing near zero; linear init leaves the middle centroids empty
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(20000, generator=g) * 2 - 1
+    v = w[w.abs() > 0.8]
+    cent, idx = kmeans_1d(v, 16)
+    counts = torch.bincount(idx, minlength=16)
+    assert int((counts > 0).sum()) == 16
+    err = float(((v - cent[idx]) ** 2).mean())
+    # 8 equal-width bins per tail of width 0.2: uniform quantization error (0.2/8)^2 / 12
+    assert err == pytest.approx((0.2 / 8) ** 2 / 12, rel=0.25)
+    few = torch.tensor([1.0, 1.0, 2.0, 2.0, 3.0])  # 3 distinct values, 4 centroids: no endless split
+    cent, idx = kmeans_1d(few, 4)
+    assert torch.equal(torch.sort(torch.unique(cent[idx])).values, torch.tensor([1.0, 2.0, 3.0]))
+
+
 def test_bit_packing_and_position_codes_round_trip():
     rng = np.random.default_rng(0)
     for bits in range(1, 9):
@@ -90,7 +106,11 @@ def test_raw_half_stores_biases_in_float16_and_loads_them_as_float32(tmp_path):
     full = ws.save(tmp_path / "f.npz")
     bias = model[0].bias.detach().clone()
     half = ws.save(tmp_path / "h.npz", raw_half=True)
-    assert full["bytes"] - half["bytes"] == 300 * 2  # 300 biases, 4 -> 2 bytes each
+    assert half["bytes"] < full["bytes"]
+    with np.load(tmp_path / "h.npz") as z, np.load(tmp_path / "f.npz") as zf:
+        raw = [k for k in z.files if k.endswith("r")]
+        assert [z[k].dtype for k in raw] == [np.float16] and z[raw[0]].size == 300
+        assert zf[raw[0]].dtype == np.float32
     state, _ = load_shared(tmp_path / "h.npz")
     assert state["0.bias"].dtype == torch.float32
     assert torch.equal(state["0.bias"], bias.half().float()) and not torch.equal(state["0.bias"], bias)
@@ -116,8 +136,11 @@ def test_file_is_smaller_by_the_expected_factor(tmp_path):
     positions = z["0p"]
     assert positions.dtype == np.uint8 and positions.nbytes >= nnz  # one byte per kept weight (+escapes)
     payload = positions.nbytes + -(-nnz * 4 // 8) + 16 * 4
-    assert payload <= report["bytes"] <= payload + 1500
-    assert report["ratio"] > 512 * 512 * 4 / (payload + 1500)
+    # zlib then codes the gaps near their entropy: random 10% positions have geometric gaps of
+    # (-0.9 log2 0.9 - 0.1 log2 0.1) / 0.1 = 4.69 bits, against 8 bits stored
+    gap_bits = (-0.9 * np.log2(0.9) - 0.1 * np.log2(0.1)) / 0.1
+    assert nnz * gap_bits / 8 < report["bytes"] < payload
+    assert report["ratio"] > 512 * 512 * 4 / payload
 
 
 def test_centroid_fine_tuning_keeps_sharing():

@@ -174,3 +174,37 @@ def test_lowrank_layers_uses_the_given_ranks_per_layer():
         lowrank_layers(Tagger(), {"nope": 3})
     with pytest.raises(InkpackError):
         lowrank_layers(Tagger(), {"fc": (3, 4)})  # a Linear takes one rank
+
+
+def test_fused_path_matches_the_factored_loop_in_outputs_and_gradients():
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(6, 9, num_layers=2, bidirectional=True)
+    low = LowRankLSTM.from_lstm(lstm, rank_ih=3, rank_hh=4)
+    assert low._dense_parameters() is not None  # plain fp32 factors: forward takes the fused call
+    x = torch.randn(7, 3, 6)
+    packed = pack_padded_sequence(x, torch.tensor([7, 4, 2]), enforce_sorted=False)
+    for inp in (x, packed):
+        grads = []
+        for run in (low, low._loop):
+            low.zero_grad()
+            y, (h, c) = run(inp)
+            data = y.data if hasattr(y, "batch_sizes") else y
+            (data.square().sum() + h.sum() + c.sum()).backward()
+            grads.append((data.detach(), [p.grad.clone() for p in low.parameters()]))
+        (y_f, g_f), (y_l, g_l) = grads
+        _close(y_f, y_l)
+        for a, b in zip(g_f, g_l, strict=True):  # the factors U and V get the loop's gradients
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_factored_flops_are_counted_not_the_dense_rebuild():
+    from inkpack.compress.report import count_flops
+
+    lstm = nn.LSTM(10, 20)
+    low = LowRankLSTM.from_lstm(lstm, rank_ih=4, rank_hh=5)
+    x = torch.randn(8, 1, 10)
+    # per step: ih 4·(10 + 80), hh 5·(20 + 80) multiply-adds, 2 FLOPs each, 8 steps
+    assert count_flops(low, x) == 2 * 8 * (4 * 90 + 5 * 100)
+    assert count_flops(lstm, x) == 2 * 8 * 80 * 30

@@ -2,9 +2,11 @@
 
 Each layer's non-zero weights share a codebook of 2^b centroids (linear init, 1-D Lloyd);
 pruned zeros stay zero. Centroids are fine-tuned with the summed gradient of their weights.
-On disk (one uncompressed .npz): per layer the positions of the non-zeros (delta-encoded uint8
-or uint16 gaps with 0 as an escape meaning "skip the maximum", or a bitmap when denser),
-the codebook indices packed in b bits, and the fp32 codebook; everything else stays raw.
+On disk (one zlib-compressed .npz): per layer the positions of the non-zeros (delta-encoded
+uint8 or uint16 gaps with 0 as an escape meaning "skip the maximum", or a bitmap when denser),
+the codebook indices packed in b bits, and the fp32 codebook; everything else stays raw. zlib
+stands in for Deep Compression's last stage (Huffman coding): gaps and codes are far from
+uniform, so entropy coding takes a further share off without any loss.
 """
 
 from __future__ import annotations
@@ -27,10 +29,8 @@ __all__ = ["WeightSharing", "kmeans_1d", "load_into", "load_shared", "pack_bits"
 FORMAT = "inkpack-shared-v1"
 
 
-def kmeans_1d(values: Tensor, k: int, iters: int = 30) -> tuple[Tensor, Tensor]:
-    """Centroids (k,) linearly spaced over [min, max], refined by Lloyd; returns (centroids, idx)."""
-    v = values.detach().float().flatten()
-    cent = torch.linspace(float(v.min()), float(v.max()), k)
+def _lloyd(v: Tensor, cent: Tensor, iters: int) -> tuple[Tensor, Tensor]:
+    k = cent.numel()
     for _ in range(iters):
         cent = cent.sort().values
         idx = torch.bucketize(v, (cent[1:] + cent[:-1]) / 2)
@@ -42,6 +42,33 @@ def kmeans_1d(values: Tensor, k: int, iters: int = 30) -> tuple[Tensor, Tensor]:
         cent = new
     cent = cent.sort().values
     return cent, torch.bucketize(v, (cent[1:] + cent[:-1]) / 2)
+
+
+def kmeans_1d(values: Tensor, k: int, iters: int = 30) -> tuple[Tensor, Tensor]:
+    """Centroids (k,) linearly spaced over [min, max], refined by Lloyd; returns (centroids, idx).
+
+    Pruned weights leave a gap around zero, so linear init leaves the middle centroids with no
+    members (on a 90%-pruned layer 4 bits bought only 4 used values). Each empty centroid is
+    re-seeded by splitting the cluster with the largest squared error, then Lloyd runs again,
+    until every centroid has members or there are fewer distinct values than centroids.
+    """
+    v = values.detach().float().flatten()
+    cent, idx = _lloyd(v, torch.linspace(float(v.min()), float(v.max()), k), iters)
+    for _ in range(k):
+        counts = torch.bincount(idx, minlength=k)
+        empty = (counts == 0).nonzero().flatten()
+        if not len(empty):
+            break
+        sse = torch.zeros(k).scatter_add_(0, idx, (v - cent[idx]) ** 2)
+        worst = int(sse.argmax())
+        members = v[idx == worst]
+        if sse[worst] <= 0 or members.unique().numel() < 2:
+            break  # nothing left to split: fewer distinct values than centroids
+        cent = cent.clone()
+        upper = members[members > cent[worst]]
+        cent[int(empty[0])] = upper.mean() if len(upper) else members.max()
+        cent, idx = _lloyd(v, cent, iters)
+    return cent, idx
 
 
 class WeightSharing:
@@ -147,7 +174,7 @@ class WeightSharing:
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         path = Path(path)
         with open(path, "wb") as f:  # a file object keeps numpy from appending ".npz"
-            np.savez(f, **arrays)
+            np.savez_compressed(f, **arrays)
         size = path.stat().st_size
         return {"bytes": size, "fp32_bytes": fp32, "ratio": fp32 / size}
 

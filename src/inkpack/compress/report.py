@@ -4,6 +4,7 @@ FLOPs follow torch.utils.flop_counter's convention (2 per multiply-add, matmuls 
 flop_counter skips aten::lstm (padded input), so each nn.LSTM is counted analytically by forward
 hooks, 2·steps·4H·(in + H) per layer and direction (gate products; elementwise work not
 counted), replacing whatever flop_counter saw inside it (packed input decomposes into addmm).
+A LowRankLSTM is counted the same way in its factored form (``LowRankLSTM.flops``).
 Count on the fp32 model: quantized LSTM/Linear kernels are invisible to flop_counter.
 """
 
@@ -84,9 +85,12 @@ def count_flops(model: nn.Module, example_inputs: Sequence[Any] | Any) -> float:
     def post(mod: nn.Module, inputs: tuple[Any, ...], _out: Any) -> None:
         # some paths (packed input) decompose aten::lstm into counted addmm: replace, never add twice
         counted = counter.get_total_flops() - entered.pop()
-        extra[0] += lstm_flops(mod, _steps(inputs[0], mod.batch_first)) - counted
+        steps = _steps(inputs[0], mod.batch_first)
+        extra[0] += (mod.flops(steps) if isinstance(mod, LowRankLSTM) else lstm_flops(mod, steps)) - counted
 
-    lstms = [m for m in model.modules() if isinstance(m, nn.LSTM)]
+    from inkpack.compress.lowrank import LowRankLSTM
+
+    lstms = [m for m in model.modules() if isinstance(m, (nn.LSTM, LowRankLSTM))]
     handles = [m.register_forward_pre_hook(pre) for m in lstms] + [m.register_forward_hook(post) for m in lstms]
     try:
         with torch.no_grad(), counter:

@@ -68,3 +68,31 @@ class ConvStack(nn.Module):
     def check_input(self, h: int, w: int) -> None:
         if min(h, w) < 1:
             raise InkpackError(f"input too small: {h}x{w}")
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm2d into the convolution before it, in place; returns the
+    number folded. Inference only: at batch 1 on a CPU the separate normalization pass costs
+    about a tenth of the conv stack. A conv followed by BN inside a ``Sequential`` (also one
+    ending a Tucker ``Sequential``) is folded; convs carrying hooks or parametrizations
+    (pruning masks) are left alone, as is everything while the model is training."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if model.training:
+        return 0
+    folded = 0
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            holder, conv, bn = seq, seq[i], seq[i + 1]
+            index = i
+            if isinstance(conv, nn.Sequential) and len(conv) and isinstance(conv[-1], nn.Conv2d):
+                holder, index, conv = conv, len(conv) - 1, conv[-1]
+            plain = not (conv._forward_pre_hooks or conv._forward_hooks or hasattr(conv, "parametrizations"))
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and plain and not bn.training:
+                fused = fuse_conv_bn_eval(conv, bn)
+                if conv.weight.is_contiguous(memory_format=torch.channels_last):
+                    fused = fused.to(memory_format=torch.channels_last)
+                holder[index] = fused
+                seq[i + 1] = nn.Identity()
+                folded += 1
+    return folded
