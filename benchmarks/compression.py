@@ -1,5 +1,5 @@
 """Compression side by side (seeds 001/003/004): teacher vs student vs Tucker+int8 student, and
-SVD + ADW + k-means on the online character model.
+a sweep up to SVD + ADW + k-means on the online character model (char_compression.py).
 
 There is no trained VGG-DBLSTM teacher (8M parameters do not train on this 2-core CPU in a
 session): the teacher is built with random weights, which is enough for size, FLOPs and latency,
@@ -21,12 +21,10 @@ import time
 from pathlib import Path
 
 import torch
+from char_compression import char_part, plot
 from common import REPO, SHARED, machine, parser, table, write_json
 
-from inkpack.compress.commands import Task, _accuracy, _example, retrain
-from inkpack.compress.kmeans import WeightSharing, load_into
-from inkpack.compress.lowrank import lowrank_layers
-from inkpack.compress.prune import Pruner
+from inkpack.compress.commands import Task, _accuracy, _example
 from inkpack.compress.quantize import quantize_int8
 from inkpack.compress.report import (
     count_flops,
@@ -97,75 +95,11 @@ def image_part(quick: bool, out: dict) -> list[tuple]:
              f"{r['cer']:.3f}" if "cer" in r else "n/a (no teacher)") for n, r in rows.items()]
 
 
-# lstm-char recipe (seed 001: SVD with ranks per matrix, retrain; ADW while retraining; k-means,
-# centroid fine-tuning). Ranks, sparsity and bits were chosen from file sizes alone (no training:
-# the smallest round settings that give >= 40x, the 3,755-way fc2 holding 2/3 of the weights),
-# not searched on accuracy.
-CHAR_RANKS = {"fc2": 56, "fc1": 64, "lstm2": (48, 128)}
-CHAR_SPARSITY, CHAR_BITS = 0.8, 4
-CHAR_STEPS = (1500, 2000, 800)  # SVD retraining, ADW retraining, centroid fine-tuning
-
-
-def char_part(quick: bool, out: dict) -> list[tuple]:
-    stem = REPO / "models/hanzi-lstm-char"
-    if not stem.with_suffix(".json").exists():
-        out.update(char_size_ratio=None, char_top1_drop=None,
-                   char_skipped="models/hanzi-lstm-char.json not present (model not shipped yet)")
-        return []
-    model, cfg, alphabet = load_model(str(stem))
-    n_val = 300 if quick else 1500
-    s1, s2, s3 = (30, 40, 20) if quick else CHAR_STEPS
-    medians = str(SHARED / "data/hanzi/medians.json.gz")
-    val = Task(cfg, alphabet, medians, limit=n_val, split="val")
-    train = Task(cfg, alphabet, medians, batch_size=32, seed=7)
-
-    def top1(m) -> float:
-        return _accuracy(m, cfg, alphabet, val)["top1"]
-
-    base_top1 = top1(model)
-    fp32_bytes = stem.with_suffix(".safetensors").stat().st_size
-    ex = _example(model, cfg, val)
-    lat0 = measure_latency(model, ex, runs=20, threads=1)["median_ms"]
-    fl0 = count_flops(model, ex)
-    torch.manual_seed(0)
-    m = copy.deepcopy(model)
-    lowrank_layers(m, CHAR_RANKS)
-    svd_top1 = top1(m)
-    retrain(m, train, s1, lr=3e-4)
-    svd_ft_top1 = top1(m)
-    pruner = Pruner(m, CHAR_SPARSITY, max(1, s2 * 2 // 3))  # sparsity rises over 2/3, then recovery
-    retrain(m, train, s2, lr=3e-4, after_step=pruner.step)
-    pruner.finish()
-    sparsity = pruner.sparsity()["total"]
-    adw_top1 = top1(m)
-    ws = WeightSharing(m, CHAR_BITS)
-    retrain(m, train, s3, lr=1e-4, params=ws.parameters() + ws.other_parameters(),
-            after_backward=ws.sync_grads, after_step=ws.apply)
-    ws.apply()
-    with tempfile.TemporaryDirectory() as d:
-        sizes = ws.save(Path(d) / "c.npz", raw_half=True)
-        m, _, _ = load_model(str(stem))
-        load_into(m, Path(d) / "c.npz")  # what is measured is what the file holds
-    m.eval()
-    final_top1 = top1(m)
-    lat1 = measure_latency(m, ex, runs=20, threads=1)["median_ms"]
-    out.update(char_size_ratio=fp32_bytes / sizes["bytes"], char_top1_drop=base_top1 - final_top1,
-               char_top1_base=base_top1, char_top1_svd_only=svd_top1, char_top1_svd_retrained=svd_ft_top1,
-               char_top1_adw=adw_top1, char_top1_compressed=final_top1, char_val_samples=val.n,
-               char_recipe={"ranks": {k: list(v) if isinstance(v, tuple) else v for k, v in CHAR_RANKS.items()},
-                            "sparsity": CHAR_SPARSITY, "bits": CHAR_BITS, "biases": "float16"},
-               char_finetune_steps=[s1, s2, s3], char_flops_ratio=fl0 / count_flops(m, ex),
-               char_latency_ratio=lat0 / lat1, char_bytes=sizes["bytes"], char_fp32_bytes=fp32_bytes,
-               char_sparsity=sparsity)
-    return [("lstm-char fp32", f"{fp32_bytes / 1e6:.2f}", f"{base_top1:.3f}", f"{lat0:.2f}"),
-            (f"svd+adw({CHAR_SPARSITY})+kmeans({CHAR_BITS}b)", f"{sizes['bytes'] / 1e6:.3f}", f"{final_top1:.3f}",
-             f"{lat1:.2f}")]
-
-
 def main() -> None:
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--part", choices=["all", "image", "char"], default="all",
-                    help="image: teacher/student/Tucker rows only; char: the lstm-char pipeline only")
+                    help="image: teacher/student/Tucker rows only; char: the lstm-char sweep only")
+    ap.add_argument("--plot-char", help="lstm-char part: write top-1 against size ratio here (PNG)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -177,7 +111,9 @@ def main() -> None:
     if args.part in ("all", "char"):
         ch = char_part(args.quick, out)
         if ch:
-            print(table(ch, ("char model", "MB", "top-1", "latency ms")))
+            print(table(ch, ("char model", "MB", "ratio", "top-1", "drop (points)", "latency ms")))
+            if args.plot_char:
+                plot(out["char_points"], out["char_top1_base"], args.plot_char)
         else:
             print("lstm-char part skipped:", out["char_skipped"])
     out["seconds"] = time.perf_counter() - t0

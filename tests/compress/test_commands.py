@@ -111,6 +111,12 @@ def test_distill_recipe_and_report(base, tmp_path, tiny_tsv):
     t, _, _ = load_model(str(base))
     assert torch.equal(student.lstm.weight_ih_l0, t.lstm.weight_ih_l0) is False  # fine-tuned after the copy
     assert comp["recipe"] == "distill" and len(comp["distill_losses"]) == 1
+    half, _ = compress(parse("compress", str(base), "--recipe", "distill", "--out", str(tmp_path / "half"),
+                             "--data", str(tiny_tsv), "--steps", "1", "--batch-size", "4", "--student-width", "0.5"),
+                       log=lambda m: None)
+    again, hcfg, _ = load_model(str(tmp_path / "half"))  # the width is saved with the student
+    assert hcfg["options"]["width"] == 0.5 and again.cnn.body[0].out_channels == t.cnn.body[0].out_channels // 2
+    assert torch.equal(again.lstm.weight_hh_l0, half.lstm.weight_hh_l0)
     compress(parse("compress", str(base), "--recipe", "int8", "--out", str(tmp_path / "q")), log=lambda m: None)
     rows = report([str(base), str(tmp_path / "q"), str(out)], str(tiny_tsv), limit=4, runs=2, log=lambda m: None)
     b, q = rows["base"], rows["q"]

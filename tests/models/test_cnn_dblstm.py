@@ -48,3 +48,17 @@ def test_wrong_height_is_a_clear_error():
     m = build_model("darknet-dblstm", 5, height=32)
     with pytest.raises(InkpackError, match="height 32"):
         m(torch.zeros(1, 1, 48, 64))
+
+
+def test_width_scales_the_darknet_convs_only():
+    from inkpack.models.cnn_dblstm import DARKNET_CFG
+
+    full = build_model("darknet-dblstm", 10, height=32)
+    half = build_model("darknet-dblstm", 10, height=32, width=0.5)
+    convs = lambda m: [c.out_channels for c in m.cnn.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert convs(full) == [item[1] for item in DARKNET_CFG if item[0] == "c"]
+    assert convs(half) == [c // 2 for c in convs(full)]
+    assert half.lstm.hidden_size == full.lstm.hidden_size and half.proj.out_features == full.proj.out_features
+    assert half.output_lengths(torch.tensor([37])).item() == full.output_lengths(torch.tensor([37])).item()
+    with pytest.raises(InkpackError):
+        build_model("darknet-dblstm", 10, width=0)

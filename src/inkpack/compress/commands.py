@@ -196,8 +196,9 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
             student = model
         else:  # MODEL is the teacher; a fresh student
             teacher, tcfg = model, cfg
-            student = student_like(cfg, args.student_arch, alphabet.num_classes)
-            cfg = dict(cfg, arch=args.student_arch)
+            extra = {"width": args.student_width} if args.student_width else {}
+            student = student_like(cfg, args.student_arch, alphabet.num_classes, **extra)
+            cfg = dict(cfg, arch=args.student_arch, options={**cfg.get("options", {}), **extra})
         t = get_task()
         log(f"distill {args.criterion}: {steps} steps, then CTC fine-tune {args.finetune_steps} steps")
         h = distill(teacher, student, t.batch, args.criterion, steps, lr=args.lr, temperature=args.temperature,
@@ -379,6 +380,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--steps", type=int, default=0, help="retraining steps per retraining stage (0: one-shot)")
     p.add_argument("--teacher", help="distill: teacher model (then MODEL is the student's start)")
     p.add_argument("--student-arch", default="darknet-dblstm", help="distill without --teacher: student architecture")
+    p.add_argument("--student-width", type=float, help="distill without --teacher: scale the student's conv "
+                   "channels (darknet-dblstm option width, e.g. 0.5)")
     p.add_argument("--criterion", default="cnn-mah", choices=CRITERIA)
     p.add_argument("--temperature", type=float, default=1.0, help="softmax-ce temperature")
     p.add_argument("--finetune-steps", type=int, default=0, help="distill: CTC fine-tune steps afterwards")

@@ -201,8 +201,9 @@ def finetune_ctc(model: nn.Module, batches: Iterable[Batch] | Callable[[int], Ba
     return {"steps": steps, "losses": history, "seconds": time.perf_counter() - t0}
 
 
-def student_like(teacher_cfg: dict, arch: str, num_classes: int) -> nn.Module:
-    """A fresh student of `arch` with the teacher's head options (height, feat_dim, LSTM sizes)."""
+def student_like(teacher_cfg: dict, arch: str, num_classes: int, **overrides) -> nn.Module:
+    """A fresh student of `arch` with the teacher's head options (height, feat_dim, LSTM sizes);
+    `overrides` change some (e.g. ``width=0.5`` for a half-width darknet CNN)."""
     from inkpack.models import build_model
 
-    return build_model(arch, num_classes, **copy.deepcopy(teacher_cfg.get("options", {})))
+    return build_model(arch, num_classes, **{**copy.deepcopy(teacher_cfg.get("options", {})), **overrides})

@@ -44,8 +44,11 @@ def _lloyd(v: Tensor, cent: Tensor, iters: int) -> tuple[Tensor, Tensor]:
     return cent, torch.bucketize(v, (cent[1:] + cent[:-1]) / 2)
 
 
-def kmeans_1d(values: Tensor, k: int, iters: int = 30) -> tuple[Tensor, Tensor]:
+def kmeans_1d(values: Tensor, k: int, iters: int = 200) -> tuple[Tensor, Tensor]:
     """Centroids (k,) linearly spaced over [min, max], refined by Lloyd; returns (centroids, idx).
+
+    Lloyd converges slowly from linear init on heavy-centred weights: on lstm-char, 4-bit sharing
+    without fine-tuning kept top-1 71.5% after 30 iterations and 86.3% after 200 (the default).
 
     Pruned weights leave a gap around zero, so linear init leaves the middle centroids with no
     members (on a 90%-pruned layer 4 bits bought only 4 used values). Each empty centroid is
@@ -79,7 +82,7 @@ class WeightSharing:
     (the centroids) and `ws.other_parameters()` in the optimizer.
     """
 
-    def __init__(self, model: nn.Module, bits: int | dict[str, int] = 5, iters: int = 30) -> None:
+    def __init__(self, model: nn.Module, bits: int | dict[str, int] = 5, iters: int = 200) -> None:
         self.model = model
         self.weights: dict[str, nn.Parameter] = {}
         self.masks: dict[str, Tensor] = {}

@@ -125,6 +125,14 @@ def vgg_dblstm(num_classes: int, **opts) -> CNNDBLSTM:
     return CNNDBLSTM(num_classes, VGG_CFG, **opts)
 
 
+def scale_channels(cfg, width: float):
+    """The same stack with every conv's channel count times ``width`` (rounded, at least 1)."""
+    if not width > 0:
+        raise InkpackError(f"model option width must be > 0, not {width!r}")
+    return [(k, max(1, round(a * width)), b) if k == "c" else (k, a, b) for k, a, b in cfg]
+
+
 @register("darknet-dblstm", "image", "compact student: DarkNet 3x3/1x1 stack + 2-layer BLSTM")
-def darknet_dblstm(num_classes: int, **opts) -> CNNDBLSTM:
-    return CNNDBLSTM(num_classes, DARKNET_CFG, **opts)
+def darknet_dblstm(num_classes: int, width: float = 1.0, **opts) -> CNNDBLSTM:
+    """``width`` scales the conv channels (0.5: a half-width student for the same DBLSTM head)."""
+    return CNNDBLSTM(num_classes, scale_channels(DARKNET_CFG, width), **opts)
