@@ -2,7 +2,7 @@
 seed's SVD + ADW + k-means pipeline at >= 40x, each point retrained on fresh synthetic samples
 and measured from its compact file (reloaded into a fresh model), top-1 on the fixed-seed
 synthetic validation set. Settings were chosen from file sizes alone (no training), so that the
-points spread from 10x to just above the goal's 40x; they were not searched on accuracy.
+points spread from about 9x to just above the goal's 40x; they were not searched on accuracy.
 """
 
 from __future__ import annotations
