@@ -45,3 +45,21 @@ def test_fold_batchnorm_leaves_training_models_and_tucker_sequentials_work():
     assert fold_batchnorm(seq) == 1
     assert isinstance(seq[1], nn.Identity)
     assert torch.allclose(seq(x), before, atol=1e-5)
+
+
+def test_strided_max_pool_equals_max_pool_in_eval_on_odd_sizes():
+    from inkpack.nn.conv import StridedMaxPool2d
+
+    torch.manual_seed(0)
+    for kernel in ((2, 2), (2, 1)):
+        fast = StridedMaxPool2d(kernel, stride=kernel, ceil_mode=True).eval()
+        ref = nn.MaxPool2d(kernel, stride=kernel, ceil_mode=True)
+        for h, w in ((6, 9), (7, 8), (5, 5), (1, 1)):
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                x = torch.randn(2, 3, h, w).contiguous(memory_format=fmt) - 3  # all-negative windows too
+                y = fast(x)
+                assert y.shape == ref(x).shape and torch.equal(y, ref(x))
+    fast = StridedMaxPool2d((2, 2), stride=(2, 2), ceil_mode=True)  # training: the stock operator,
+    x = torch.zeros(1, 1, 2, 2, requires_grad=True)  # whose gradient goes to one element of a tie
+    fast(x).sum().backward()
+    assert x.grad.sum() == 1 and int((x.grad != 0).sum()) == 1
