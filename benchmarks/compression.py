@@ -29,7 +29,7 @@ from inkpack.compress.quantize import quantize_int8
 from inkpack.compress.report import (
     count_flops,
     count_params,
-    measure_latency,
+    measure_latencies,
     size_on_disk_mb,
 )
 from inkpack.compress.tucker import tucker_decompose
@@ -40,9 +40,8 @@ NO_TEACHER = ("no trained vgg-dblstm teacher: training 8M parameters is not feas
               "the teacher is built with random weights for size/FLOPs/latency only")
 
 
-def row(model, example, runs: int, size_mb: float) -> dict:
-    return {"params": count_params(model), "size_mb": size_mb, "gflops": count_flops(model, example) / 1e9,
-            "latency_ms": measure_latency(model, example, runs=runs, threads=1)["median_ms"]}
+def row(model, example, size_mb: float) -> dict:
+    return {"params": count_params(model), "size_mb": size_mb, "gflops": count_flops(model, example) / 1e9}
 
 
 def safetensors_mb(model, cfg) -> float:
@@ -65,11 +64,13 @@ def image_part(quick: bool, out: dict) -> list[tuple]:
     tk8 = quantize_int8(tk, inplace=True)
     decomp_s = time.perf_counter() - t0
     rows = {
-        "vgg-dblstm (teacher, random weights)": row(teacher, ex, runs, safetensors_mb(teacher, cfg)),
-        "darknet-dblstm (hooker-darknet)": row(student, ex, runs, (REPO / "models/hooker-darknet.safetensors").stat().st_size / 1e6),
-        "darknet tucker(0.9)+int8": {**row(tk_fp32, ex, 1, size_on_disk_mb(tk8)),
-                                     "latency_ms": measure_latency(tk8, ex, runs=runs, threads=1)["median_ms"]},
+        "vgg-dblstm (teacher, random weights)": row(teacher, ex, safetensors_mb(teacher, cfg)),
+        "darknet-dblstm (hooker-darknet)": row(student, ex, (REPO / "models/hooker-darknet.safetensors").stat().st_size / 1e6),
+        "darknet tucker(0.9)+int8": row(tk_fp32, ex, size_on_disk_mb(tk8)),
     }
+    lat = measure_latencies(dict(zip(rows, (teacher, student, tk8))), ex, runs=runs, threads=1)  # interleaved
+    for name, ms in lat.items():
+        rows[name]["latency_ms"] = ms
     base = rows["vgg-dblstm (teacher, random weights)"]
     acc_s = _accuracy(student, cfg, alphabet, task)
     acc_tk = _accuracy(tk8, cfg, alphabet, task)

@@ -37,7 +37,7 @@ from inkpack.compress.distill import (
     init_student,
     student_like,
 )
-from inkpack.compress.report import count_flops, count_params
+from inkpack.compress.report import count_flops, count_params, measure_latencies
 from inkpack.model_io import load_model
 
 WIDTH = 0.5
@@ -97,17 +97,10 @@ def latencies(quick: bool) -> dict:
     student = student_like(cfg, "darknet-dblstm", alphabet.num_classes, width=WIDTH).eval()
     val = Task(cfg, alphabet, str(SHARED / "data/hooker/val.tsv"), limit=40 if quick else None, split="val")
     ex = _example(teacher, cfg, val)
-    times: dict[str, list[float]] = {"teacher": [], "student": []}
-    with torch.inference_mode():
-        for i in range(5 if quick else 60):
-            for name, m in (("teacher", teacher), ("student", student)):
-                t0 = time.perf_counter()
-                m(*ex)
-                if i >= 2:  # warm-up
-                    times[name].append(1000 * (time.perf_counter() - t0))
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    runs = 5 if quick else 60
+    med = measure_latencies({"teacher": teacher, "student": student}, ex, runs=runs, threads=1)
     return {"teacher_ms": med["teacher"], "student_ms": med["student"], "speedup": med["teacher"] / med["student"],
-            "runs": len(times["teacher"]), "example_width": int(ex[2][0])}
+            "runs": runs, "example_width": int(ex[2][0])}
 
 
 def with_latency(rows: dict, lat: dict) -> None:

@@ -76,3 +76,24 @@ def test_params_size_latency_and_table(tmp_path):
     assert table["half"]["Cr"] == pytest.approx(rows["base"]["size_mb"] / rows["half"]["size_mb"])
     text = format_table(table)
     assert text.splitlines()[0].split()[:2] == ["model", "params"] and len(text.splitlines()) == 3
+
+
+def test_measure_latencies_runs_models_in_turn_and_ranks_them():
+    import time as _time
+
+    from inkpack.compress.report import measure_latencies
+
+    calls = []
+
+    def slow(x):
+        calls.append("slow")
+        _time.sleep(0.004)
+        return x
+
+    def fast(x):
+        calls.append("fast")
+        return x
+
+    lat = measure_latencies({"slow": slow, "fast": fast}, torch.zeros(1), runs=4, warmup=1)
+    assert set(lat) == {"slow", "fast"} and lat["slow"] >= 4.0 > lat["fast"]
+    assert calls == ["slow", "fast"] * 5  # interleaved, warm-up round included

@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["compare", "count_flops", "count_params", "format_table", "lstm_flops",
-           "measure_latency", "size_on_disk_mb", "summarize"]
+           "measure_latencies", "measure_latency", "size_on_disk_mb", "summarize"]
 
 
 def count_params(model: nn.Module, nonzero: bool = False) -> int:
@@ -121,6 +121,30 @@ def measure_latency(model: nn.Module | Callable[..., Any], example_inputs: Seque
     finally:
         torch.set_num_threads(old)
     return {"median_ms": statistics.median(times), "min_ms": min(times), "runs": runs}
+
+
+def measure_latencies(models: dict[str, nn.Module | Callable[..., Any]], example_inputs: Sequence[Any] | Any,
+                      runs: int = 20, warmup: int = 3, threads: int = 1) -> dict[str, float]:
+    """Median ms per model, the models run in turn within each round, so that a slow spell of a
+    shared machine hits all of them alike (their ratios are what a table compares)."""
+    args = _as_args(example_inputs)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    for m in models.values():
+        if isinstance(m, nn.Module):
+            m.eval()
+    times: dict[str, list[float]] = {name: [] for name in models}
+    try:
+        with torch.inference_mode():
+            for i in range(warmup + runs):
+                for name, m in models.items():
+                    t0 = time.perf_counter()
+                    m(*args)
+                    if i >= warmup:
+                        times[name].append((time.perf_counter() - t0) * 1000)
+    finally:
+        torch.set_num_threads(old)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def summarize(model: nn.Module, example_inputs: Sequence[Any] | Any, *, flops: bool = True,
