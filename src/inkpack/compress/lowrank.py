@@ -116,7 +116,7 @@ class _Direction(nn.Module):
 
 
 def _plain_factors(hh: nn.Module) -> tuple[Tensor | None, Tensor] | None:
-    """(V or None, U) of an fp32 hh module, None for anything else (e.g. a quantized Linear)."""
+    """(V or None, U) of a plain fp32 factor module (ih or hh), None for anything else (e.g. a quantized Linear)."""
     if type(hh) is nn.Linear:
         return None, hh.weight
     if isinstance(hh, nn.Sequential) and len(hh) == 2 and all(type(m) is nn.Linear for m in hh):
@@ -126,12 +126,13 @@ def _plain_factors(hh: nn.Module) -> tuple[Tensor | None, Tensor] | None:
 
 def _dense(m: nn.Module) -> tuple[Tensor, Tensor | None] | None:
     """(W, b) with m(x) = x W^T + b for a plain Linear or a plain factor pair, else None."""
-    if type(m) is nn.Linear:
-        return m.weight, m.bias
-    if (isinstance(m, nn.Sequential) and len(m) == 2 and all(type(x) is nn.Linear for x in m)
-            and m[0].bias is None):
-        return m[1].weight @ m[0].weight, m[1].bias
-    return None
+    facs = _plain_factors(m)
+    if facs is None:
+        return None
+    v, u = facs
+    if v is None:
+        return u, m.bias
+    return (u @ v, m[1].bias) if m[0].bias is None else None
 
 
 def _linear_macs(m: nn.Module) -> int:

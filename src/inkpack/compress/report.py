@@ -101,32 +101,10 @@ def count_flops(model: nn.Module, example_inputs: Sequence[Any] | Any) -> float:
     return float(counter.get_total_flops() + extra[0])
 
 
-def measure_latency(model: nn.Module | Callable[..., Any], example_inputs: Sequence[Any] | Any,
-                    runs: int = 20, warmup: int = 3, threads: int = 1) -> dict[str, float]:
-    """Median/min wall time in ms of one forward pass on `threads` CPU threads (restored after)."""
-    args = _as_args(example_inputs)
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    if isinstance(model, nn.Module):
-        model.eval()
-    times = []
-    try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                model(*args)
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                model(*args)
-                times.append((time.perf_counter() - t0) * 1000)
-    finally:
-        torch.set_num_threads(old)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "runs": runs}
-
-
-def measure_latencies(models: dict[str, nn.Module | Callable[..., Any]], example_inputs: Sequence[Any] | Any,
-                      runs: int = 20, warmup: int = 3, threads: int = 1) -> dict[str, float]:
-    """Median ms per model, the models run in turn within each round, so that a slow spell of a
-    shared machine hits all of them alike (their ratios are what a table compares)."""
+def _timed_rounds(models: dict[str, nn.Module | Callable[..., Any]], example_inputs: Sequence[Any] | Any,
+                  runs: int, warmup: int, threads: int) -> dict[str, list[float]]:
+    """ms of each forward pass after `warmup` rounds, the models run in turn within each round,
+    on `threads` CPU threads (restored after)."""
     args = _as_args(example_inputs)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -144,6 +122,21 @@ def measure_latencies(models: dict[str, nn.Module | Callable[..., Any]], example
                         times[name].append((time.perf_counter() - t0) * 1000)
     finally:
         torch.set_num_threads(old)
+    return times
+
+
+def measure_latency(model: nn.Module | Callable[..., Any], example_inputs: Sequence[Any] | Any,
+                    runs: int = 20, warmup: int = 3, threads: int = 1) -> dict[str, float]:
+    """Median/min wall time in ms of one forward pass on `threads` CPU threads (restored after)."""
+    times = _timed_rounds({"m": model}, example_inputs, runs, warmup, threads)["m"]
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "runs": runs}
+
+
+def measure_latencies(models: dict[str, nn.Module | Callable[..., Any]], example_inputs: Sequence[Any] | Any,
+                      runs: int = 20, warmup: int = 3, threads: int = 1) -> dict[str, float]:
+    """Median ms per model, the models run in turn within each round, so that a slow spell of a
+    shared machine hits all of them alike (their ratios are what a table compares)."""
+    times = _timed_rounds(models, example_inputs, runs, warmup, threads)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
