@@ -128,6 +128,8 @@ def merged(path, out: dict) -> dict:
     if not path or not Path(path).exists():
         return out
     prev = json.loads(Path(path).read_text())
+    if out["part"] == "char":  # figures of an older sweep design must not outlive it
+        prev = {k: v for k, v in prev.items() if not k.startswith("char_") and k not in ("seconds_char", "machine_char")}
     runs = dict(prev.get("part_runs") or {})
     runs[out["part"]] = {"time": out["machine"].get("time"), "seconds": out["seconds"], "quick": out["quick"]}
     return {**prev, **out, "part": "all (parts run separately, see part_runs)", "part_runs": runs}

@@ -85,6 +85,23 @@ def test_svd_adw_kmeans_retrains_and_round_trips(base, tmp_path, tiny_tsv):
     assert comp["nonzero_params"] < 0.5 * comp["params"]
 
 
+@pytest.mark.parametrize("mode", ["latent", "centroids"])
+def test_kmeans_per_layer_bits_both_training_modes(base, tmp_path, tiny_tsv, mode):
+    out = tmp_path / mode
+    model, comp = compress(parse("compress", str(base), "--recipe", "kmeans", "--out", str(out),
+                                 "--data", str(tiny_tsv), "--steps", "3", "--bits", "fc.weight=2,lstm.*=3,*=5",
+                                 "--kmeans-train", mode, "--batch-size", "4"), log=lambda m: None)
+    assert comp["bits"] == {"fc.weight": 2, "lstm.*": 3, "*": 5} and comp["kmeans_train"] == mode
+    loaded, _cfg, _ = load_model(str(out))
+    weights = dict(loaded.named_parameters())
+    assert torch.unique(weights["fc.weight"]).numel() <= 4
+    assert torch.unique(weights["lstm.weight_hh_l0"]).numel() <= 8
+    assert 8 < torch.unique(weights["proj.weight"]).numel() <= 32
+    x = images()
+    with torch.no_grad():
+        assert torch.equal(loaded(*x)[0], model(*x)[0])
+
+
 def test_svd_ranks_per_layer_and_half_raw_file_computes_what_was_returned(base, tmp_path, tiny_tsv):
     out = tmp_path / "r"
     model, comp = compress(parse("compress", str(base), "--recipe", "svd+kmeans", "--out", str(out),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -25,6 +26,21 @@ from torch import nn
 from inkpack.errors import InkpackError
 
 RECIPES = ("distill", "tucker", "svd", "adw", "kmeans", "int8")
+
+
+def parse_bits(text: str | int) -> int | dict[str, int]:
+    """``5`` (every weight) or ``fc2.weight=5,lstm1.*=6,*=4`` (first matching glob wins)."""
+    text = str(text).strip()
+    try:
+        if "=" not in text:
+            return int(text)
+        out = {}
+        for part in text.split(","):
+            key, _, val = part.partition("=")
+            out[key.strip()] = int(val)
+        return out
+    except ValueError:
+        raise InkpackError(f"--bits: expected N or NAME=N,..., got {text!r}") from None
 
 
 def parse_recipe(text: str) -> list[str]:
@@ -142,19 +158,31 @@ class Task:
 
 def retrain(model: nn.Module, task: Task, steps: int, *, lr: float = 3e-4, params=None,
             after_backward: Callable[[], None] | None = None, after_step: Callable[[], None] | None = None,
-            log: Callable[[str], None] | None = None) -> list[float]:
-    """Plain Adam fine-tuning with hooks for pruning masks and shared-weight gradients."""
-    opt = torch.optim.Adam(params if params is not None else list(model.parameters()), lr=lr)
+            log: Callable[[str], None] | None = None, schedule: str = "cosine", offset: int = 0) -> list[float]:
+    """Adam fine-tuning with hooks for pruning masks and shared-weight gradients.
+
+    ``schedule="cosine"`` decays the rate to zero over the steps: a constant rate from a fresh
+    Adam state pulled the converged lstm-char from 98.4% to 96.7% top-1 in 400 steps at 3e-4
+    (98.3% at 1e-4), which every later stage then had to win back. ``offset`` shifts the batch
+    stream so that successive stages see different samples.
+    """
+    if schedule not in ("cosine", "constant"):
+        raise InkpackError(f"retrain: schedule must be cosine or constant, not {schedule!r}")
+    params = list(params) if params is not None else list(model.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))) if schedule == "cosine" else (lambda s: 1.0))
     losses = []
     model.train()
     for step in range(steps):
-        loss = task.loss(model, task.batch(step))
+        loss = task.loss(model, task.batch(step + offset))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if after_backward:
             after_backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
+        sched.step()
         if after_step:
             after_step()
         losses.append(float(loss.detach()))
@@ -221,7 +249,7 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         log(f"fine-tune after decomposition: {steps} steps")
         retrain(model, get_task(), steps, lr=args.lr, log=log)
     if "adw" in recipe:
-        pruner = prune.Pruner(model, args.sparsity, max(1, steps))
+        pruner = prune.Pruner(model, args.sparsity, max(1, steps * 2 // 3))  # the last third recovers
         if steps:
             log(f"adaptive drop-weight to {args.sparsity:.0%}: {steps} retraining steps")
             retrain(model, get_task(), steps, lr=args.lr, after_step=pruner.step, log=log)
@@ -232,15 +260,26 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
     comp: dict = {"recipe": "+".join(recipe), "source": str(resolve(args.model)), "int8": "int8" in recipe,
                   "weights": "safetensors", "base_params": base_params}
     if "kmeans" in recipe:
-        ws = WeightSharing(model, args.bits)
-        if steps:
-            log(f"k-means {args.bits} bits: {steps} centroid fine-tuning steps")
-            retrain(model, get_task(), steps, lr=args.lr / 3, params=ws.parameters() + ws.other_parameters(),
-                    after_backward=ws.sync_grads, after_step=ws.apply, log=log)
+        bits = parse_bits(args.bits)
+        if steps and args.kmeans_train == "latent":
+            from inkpack.compress.kmeans_train import LatentSharing
+
+            ls = LatentSharing(model, bits)
+            log(f"k-means {args.bits} bits: {steps} steps of latent-weight training")
+            retrain(model, get_task(), steps, lr=args.lr / 3, params=ls.parameters() + ls.other_parameters(),
+                    after_backward=ls.after_backward, after_step=ls.after_step, log=log)
+            ws = ls.finish()
+        else:
+            ws = WeightSharing(model, bits)
+            if steps:
+                log(f"k-means {args.bits} bits: {steps} centroid fine-tuning steps")
+                retrain(model, get_task(), steps, lr=args.lr / 3, params=ws.parameters() + ws.other_parameters(),
+                        after_backward=ws.sync_grads, after_step=ws.apply, log=log)
         ws.apply()
         out.parent.mkdir(parents=True, exist_ok=True)
         sizes = ws.save(out.with_suffix(".npz"), raw_half=args.half_raw)
-        comp.update(weights="shared-npz", bits=args.bits, npz_ratio=sizes["ratio"])
+        comp.update(weights="shared-npz", bits=bits, kmeans_train=args.kmeans_train if steps else None,
+                    npz_ratio=sizes["ratio"])
     comp.update(structure=lowrank.structure(model), params=count_params(model),
                 nonzero_params=count_params(model, nonzero=True), notes=notes, **comp_extra)
     cfg = {k: v for k, v in cfg.items() if k != "metrics"}
@@ -390,7 +429,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--svd-energy", type=float, default=0.9, help="svd: kept energy per matrix")
     p.add_argument("--svd-ranks", help="svd: ranks per layer instead, e.g. fc2=64,fc1=64,lstm2=48:128 (LSTM ih:hh)")
     p.add_argument("--sparsity", type=float, default=0.5, help="adw: final share of dropped weights")
-    p.add_argument("--bits", type=int, default=5, help="kmeans: bits per shared weight")
+    p.add_argument("--bits", default="5", help="kmeans: bits per shared weight, or per layer: fc2.weight=5,*=4")
+    p.add_argument("--kmeans-train", default="latent", choices=("latent", "centroids"),
+                   help="kmeans retraining: latent full-precision weights that may change cluster (default), "
+                        "or the seed's centroid-only fine-tuning")
     p.add_argument("--half-raw", action="store_true", help="kmeans: store biases and other unshared tensors as float16")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--batch-size", type=int, default=16)

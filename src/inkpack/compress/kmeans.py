@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -24,12 +25,14 @@ from inkpack.compress.lowrank import rebuild, structure
 from inkpack.compress.prune import prunable_parameters
 from inkpack.errors import InkpackError
 
-__all__ = ["WeightSharing", "kmeans_1d", "load_into", "load_shared", "pack_bits", "unpack_bits"]
+__all__ = ["WeightSharing", "bits_for", "kmeans_1d", "lloyd", "load_into", "load_shared", "pack_bits",
+           "shared_weights", "unpack_bits"]
 
 FORMAT = "inkpack-shared-v1"
 
 
-def _lloyd(v: Tensor, cent: Tensor, iters: int) -> tuple[Tensor, Tensor]:
+def lloyd(v: Tensor, cent: Tensor, iters: int) -> tuple[Tensor, Tensor]:
+    """1-D Lloyd from the given centroids; returns (sorted centroids, each value's index)."""
     k = cent.numel()
     for _ in range(iters):
         cent = cent.sort().values
@@ -56,7 +59,7 @@ def kmeans_1d(values: Tensor, k: int, iters: int = 200) -> tuple[Tensor, Tensor]
     until every centroid has members or there are fewer distinct values than centroids.
     """
     v = values.detach().float().flatten()
-    cent, idx = _lloyd(v, torch.linspace(float(v.min()), float(v.max()), k), iters)
+    cent, idx = lloyd(v, torch.linspace(float(v.min()), float(v.max()), k), iters)
     for _ in range(k):
         counts = torch.bincount(idx, minlength=k)
         empty = (counts == 0).nonzero().flatten()
@@ -70,35 +73,53 @@ def kmeans_1d(values: Tensor, k: int, iters: int = 200) -> tuple[Tensor, Tensor]
         cent = cent.clone()
         upper = members[members > cent[worst]]
         cent[int(empty[0])] = upper.mean() if len(upper) else members.max()
-        cent, idx = _lloyd(v, cent, iters)
+        cent, idx = lloyd(v, cent, iters)
     return cent, idx
+
+
+def bits_for(name: str, bits: int | dict[str, int]) -> int | None:
+    """Bits of parameter ``name``: one width for all, or the first matching glob (None: unshared)."""
+    if isinstance(bits, int):
+        return bits
+    return next((v for k, v in bits.items() if fnmatch(name, k)), None)
+
+
+def shared_weights(model: nn.Module, bits: int | dict[str, int]) -> Iterator[tuple[str, nn.Parameter, Tensor, int]]:
+    """(name, weight, mask of its non-zeros, bits) for each weight to share: the prunable ones
+    that ``bits`` names and that are not all zero."""
+    for name, p in prunable_parameters(model):
+        b = bits_for(name, bits)
+        if b is None:
+            continue
+        if not 1 <= b <= 8:
+            raise InkpackError(f"kmeans: bits for {name} must be 1..8, got {b}")
+        mask = p.detach() != 0
+        if mask.any():
+            yield name, p, mask, b
 
 
 class WeightSharing:
     """Cluster the non-zero weights of each prunable parameter into 2^bits shared values.
 
     bits: one width for all, or {parameter name or glob: bits} (unmatched ones stay unshared).
+    assignment: {name: (centroids, index)} given instead of clustering (:mod:`kmeans_train`).
     Fine-tuning: `loss.backward(); ws.sync_grads(); opt.step(); ws.apply()` with `ws.parameters()`
     (the centroids) and `ws.other_parameters()` in the optimizer.
     """
 
-    def __init__(self, model: nn.Module, bits: int | dict[str, int] = 5, iters: int = 200) -> None:
+    def __init__(self, model: nn.Module, bits: int | dict[str, int] = 5, iters: int = 200,
+                 assignment: dict[str, tuple[Tensor, Tensor]] | None = None) -> None:
         self.model = model
         self.weights: dict[str, nn.Parameter] = {}
         self.masks: dict[str, Tensor] = {}
         self.index: dict[str, Tensor] = {}
         self.bits: dict[str, int] = {}
         self.centroids = nn.ParameterDict()
-        for name, p in prunable_parameters(model):
-            b = bits if isinstance(bits, int) else next((v for k, v in bits.items() if fnmatch(name, k)), None)
-            if b is None:
-                continue
-            if not 1 <= b <= 8:
-                raise InkpackError(f"kmeans: bits for {name} must be 1..8, got {b}")
-            mask = p.detach() != 0
-            if not mask.any():
-                continue
-            cent, idx = kmeans_1d(p.detach()[mask].cpu(), 2 ** b, iters)
+        for name, p, mask, b in shared_weights(model, bits):
+            if assignment is not None and name in assignment:  # (centroids, index of each non-zero)
+                cent, idx = assignment[name]
+            else:
+                cent, idx = kmeans_1d(p.detach()[mask].cpu(), 2 ** b, iters)
             key = name.replace(".", "/")  # ParameterDict keys may not contain dots
             self.weights[name], self.masks[name], self.bits[name] = p, mask, b
             self.index[name] = idx.to(p.device)
