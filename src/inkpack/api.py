@@ -46,6 +46,14 @@ class Recognition:
         d["candidates"] = [{"text": t, "probability": p} for t, p in self.candidates]
         return d
 
+    def with_decoder(self, decoder, log_probs: np.ndarray, alphabet) -> Recognition:
+        """This greedy result, or the beam ``decoder``'s text from the same ``[T, K]`` log-probs
+        where it differs: confidences, positions and candidates belong to the greedy path only."""
+        if decoder is None:
+            return self
+        text = decoder.decode(log_probs, alphabet)
+        return self if text == self.text else Recognition(text)
+
 
 @dataclass
 class PreparedImage:
@@ -115,7 +123,7 @@ def char_positions(starts: Sequence[int], ends: Sequence[int], width_factor: flo
     for s, e in zip(starts, ends):
         x0 = min(s * width_factor, resized_width) * scale
         x1 = min((e + 1) * width_factor, resized_width) * scale
-        out.append((int(math.floor(x0)), int(min(source_width, math.ceil(x1)))))
+        out.append((math.floor(x0), int(min(source_width, math.ceil(x1)))))
     return out
 
 
@@ -170,12 +178,8 @@ class ImageRecognizer:
             width = int(p.tensor.shape[-1])
             wf = self.width_factor or width / max(1, int(lengths[b]))
             pos = char_positions(al.starts, al.ends, wf, width, p.source_width)
-            text, conf = al.text(self.rec.alphabet), [float(c) for c in al.confidences]
-            if self.decoder is not None:
-                beam_text = self.decoder.decode(lp[: int(lengths[b]), b], self.rec.alphabet)
-                if beam_text != text:  # the alignment belongs to the greedy path only
-                    text, conf, pos = beam_text, [], []
-            out.append(Recognition(text, conf, pos))
+            greedy = Recognition(al.text(self.rec.alphabet), [float(c) for c in al.confidences], pos)
+            out.append(greedy.with_decoder(self.decoder, lp[: int(lengths[b]), b], self.rec.alphabet))
         return out
 
     def recognize(self, x):
@@ -233,13 +237,11 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
     if threads is not None:
         torch.set_num_threads(threads)
     kind = _input_kind(read_config(stem))
-    model, cfg, alphabet = load_model(str(stem))
     if kind in ("ink", "char"):
         from inkpack.deploy.ink import InkRecognizer
 
+        model, cfg, alphabet = load_model(str(stem))
         return InkRecognizer(model, cfg, alphabet, kind, name=stem.name, decoder=decoder)
-    from inkpack.nn.conv import fold_batchnorm
     from inkpack.recognizer import LineRecognizer
 
-    fold_batchnorm(model)  # ours alone, loaded for inference
-    return ImageRecognizer(LineRecognizer(model, cfg, alphabet), stem.name, max_pixels, batch_size, decoder)
+    return ImageRecognizer(LineRecognizer.load(str(stem)), stem.name, max_pixels, batch_size, decoder)

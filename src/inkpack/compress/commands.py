@@ -266,14 +266,15 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
 
             ls = LatentSharing(model, bits)
             log(f"k-means {args.bits} bits: {steps} steps of latent-weight training")
-            retrain(model, get_task(), steps, lr=args.lr / 3, params=ls.parameters() + ls.other_parameters(),
+            retrain(model, get_task(), steps, lr=args.kmeans_lr or 1e-3, params=ls.parameters() + ls.other_parameters(),
                     after_backward=ls.after_backward, after_step=ls.after_step, log=log)
             ws = ls.finish()
         else:
             ws = WeightSharing(model, bits)
             if steps:
                 log(f"k-means {args.bits} bits: {steps} centroid fine-tuning steps")
-                retrain(model, get_task(), steps, lr=args.lr / 3, params=ws.parameters() + ws.other_parameters(),
+                retrain(model, get_task(), steps, lr=args.kmeans_lr or args.lr / 3,
+                        params=ws.parameters() + ws.other_parameters(),
                         after_backward=ws.sync_grads, after_step=ws.apply, log=log)
         ws.apply()
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -433,6 +434,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--kmeans-train", default="latent", choices=("latent", "centroids"),
                    help="kmeans retraining: latent full-precision weights that may change cluster (default), "
                         "or the seed's centroid-only fine-tuning")
+    p.add_argument("--kmeans-lr", type=float, help="kmeans retraining rate (default 1e-3 latent, --lr/3 centroids; "
+                   "on lstm-char latent training kept 94.3%% top-1 at 1e-3, 91.7%% at 3e-4)")
     p.add_argument("--half-raw", action="store_true", help="kmeans: store biases and other unshared tensors as float16")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--batch-size", type=int, default=16)

@@ -145,7 +145,7 @@ class InkRecognizer:
         from inkpack.decode.greedy import greedy_with_alignment
 
         al = greedy_with_alignment(logits.float().numpy(), n)
-        rate = max(1, int(round(len(p.point_x) / max(1, logits.shape[0]))))  # points per frame
+        rate = max(1, round(len(p.point_x) / max(1, logits.shape[0])))  # points per frame
         pos = []
         for s, e in zip(al.starts, al.ends):
             xs = p.point_x[s * rate : (e + 1) * rate]
@@ -153,11 +153,10 @@ class InkRecognizer:
         text = al.text(self.alphabet)
         conf = [float(c) for c in al.confidences]
         prob = float(np.prod(conf)) if conf else 1.0
-        if self.decoder is not None:
-            beam_text = self.decoder.decode(logits[:n].float().log_softmax(-1).numpy(), self.alphabet)
-            if beam_text != text:  # confidences and positions belong to the greedy path only
-                return Recognition(beam_text)
-        return Recognition(text, conf, pos, [(text, prob)])
+        greedy = Recognition(text, conf, pos, [(text, prob)])
+        if self.decoder is None:
+            return greedy
+        return greedy.with_decoder(self.decoder, logits[:n].float().log_softmax(-1).numpy(), self.alphabet)
 
     def recognize(self, x):
         """One ink → one ``Recognition``; a list → a list, in one batched forward pass each 32."""
