@@ -168,6 +168,8 @@ def retrain(model: nn.Module, task: Task, steps: int, *, lr: float = 3e-4, param
     """
     if schedule not in ("cosine", "constant"):
         raise InkpackError(f"retrain: schedule must be cosine or constant, not {schedule!r}")
+    if steps <= 0:
+        return []
     params = list(params) if params is not None else list(model.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -339,18 +341,20 @@ def _accuracy(model: nn.Module, cfg: dict, alphabet, task: Task) -> dict:
 
 def report(paths: list[str], data: str | None, limit: int | None = None, runs: int = 10,
            log: Callable[[str], None] = print) -> dict[str, dict]:
-    """One row per model on the same data; ratios against the first model."""
+    """One row per model on the same data; ratios against the first model. Latencies of models
+    on the same input are measured in turn within each round (``measure_latencies``)."""
     from inkpack.compress.report import (
         compare,
         count_flops,
         count_params,
-        measure_latency,
+        measure_latencies,
         size_on_disk_mb,
     )
     from inkpack.model_io import resolve
 
     rows: dict[str, dict] = {}
     tasks: dict[tuple, Task] = {}
+    groups: dict[tuple, tuple[object, dict]] = {}  # task key -> (example input, {row name: model})
     for path in paths:
         stem = resolve(path)
         model, cfg, alphabet = load_any(path, int8=True)
@@ -360,19 +364,22 @@ def report(paths: list[str], data: str | None, limit: int | None = None, runs: i
                "".join(alphabet.symbols) if kind == "char" else "")
         if key not in tasks:
             tasks[key] = Task(cfg, alphabet, data, limit=limit, split="val")
+            groups[key] = (_example(fp32, cfg, tasks[key]), {})
         task = tasks[key]
-        example = _example(fp32, cfg, task)
         comp = cfg.get("compression", {})
         files = sum(p.stat().st_size for p in model_files(stem, cfg) if p.exists()) / 1e6
-        name = stem.name
+        name = stem.name if stem.name not in rows else str(stem)
         row = {"params": count_params(fp32), "nonzero_params": count_params(fp32, nonzero=True),
                "size_mb": size_on_disk_mb(model) if comp.get("int8") else files, "files_mb": files,
-               "gflops": count_flops(fp32, example) / 1e9,
-               "latency_ms": measure_latency(model, example, runs=runs, threads=1)["median_ms"]}
+               "gflops": count_flops(fp32, groups[key][0]) / 1e9}
         row.update(_accuracy(model, cfg, alphabet, task))
         row["recipe"] = comp.get("recipe", "-")
-        rows[name if name not in rows else str(stem)] = row
+        rows[name] = row
+        groups[key][1][name] = model
         log(f"measured {name}")
+    for example, models in groups.values():
+        for name, ms in measure_latencies(models, example, runs=runs, threads=1).items():
+            rows[name]["latency_ms"] = ms
     return compare(rows, next(iter(rows)))
 
 
