@@ -141,8 +141,14 @@ def plot(points: list[dict], base: float, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    xs, ys = [1] + [p["ratio"] for p in points], [100 * base] + [100 * p["top1"] for p in points]
-    ax.plot(xs, ys, "o-")
+    main = sorted((p for p in points if p["recipe"].get("kmeans_train") != "centroids"), key=lambda p: p["ratio"])
+    ax.plot([1] + [p["ratio"] for p in main], [100 * base] + [100 * p["top1"] for p in main], "o-",
+            label="latent k-means (kmeans_train)")
+    seed = [p for p in points if p["recipe"].get("kmeans_train") == "centroids"]
+    if seed:
+        ax.plot([p["ratio"] for p in seed], [100 * p["top1"] for p in seed], "x", ms=9, c="C3",
+                label="centroid-only fine-tuning (seed)")
+    ax.legend(fontsize=7, loc="lower left")
     for p in points:
         ax.annotate(p["name"].split(" (")[0], (p["ratio"], 100 * p["top1"]), fontsize=7,
                     textcoords="offset points", xytext=(4, 4))
