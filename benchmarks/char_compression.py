@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 from common import REPO, SHARED
 
-from inkpack.compress.commands import Task, _accuracy, _example, retrain
-from inkpack.compress.kmeans import WeightSharing, load_into
-from inkpack.compress.kmeans_train import LatentSharing
+from inkpack.compress.commands import Task, _accuracy, _example, retrain, share_weights
+from inkpack.compress.kmeans import load_into
 from inkpack.compress.lowrank import lowrank_layers
 from inkpack.compress.prune import Pruner
 from inkpack.compress.report import count_flops, measure_latencies
@@ -68,17 +67,8 @@ def run_point(model, stem: Path, train: Task, top1, ranks, targets, bits, mode: 
         pruner.finish()
         sparsity = pruner.sparsity()["total"]
         stages["adw"] = top1(m)
-    if mode == "latent":  # full-precision latent weights behind the shared values (kmeans_train)
-        ls = LatentSharing(m, bits)
-        stages["kmeans_one_shot"] = top1(m)
-        retrain(m, train, s_km, lr=LR_LATENT, params=ls.parameters() + ls.other_parameters(),
-                after_backward=ls.after_backward, after_step=ls.after_step, offset=s_svd + s_adw)
-        ws = ls.finish()
-    else:  # the seed: only the centroids (and the unshared biases) are fine-tuned
-        ws = WeightSharing(m, bits)
-        stages["kmeans_one_shot"] = top1(m)
-        retrain(m, train, s_km, lr=LR / 3, params=ws.parameters() + ws.other_parameters(),
-                after_backward=ws.sync_grads, after_step=ws.apply, offset=s_svd + s_adw)
+    ws = share_weights(m, bits, mode, train, s_km, lr=LR_LATENT if mode == "latent" else LR / 3,
+                       offset=s_svd + s_adw, on_shared=lambda: stages.update(kmeans_one_shot=top1(m)))
     ws.apply()
     with tempfile.TemporaryDirectory() as d:
         sizes = ws.save(Path(d) / "c.npz", raw_half=True)

@@ -204,10 +204,42 @@ def retrain(model: nn.Module, task: Task, steps: int, *, lr: float = 3e-4, param
     return losses
 
 
+def share_weights(model: nn.Module, bits: int | dict[str, int], mode: str, task: Task | None, steps: int, *,
+                  lr: float | None = None, offset: int = 0, log: Callable[[str], None] | None = None,
+                  on_shared: Callable[[], None] | None = None):
+    """k-means sharing, then ``steps`` of retraining: ``latent`` full-precision weights behind the
+    shared values (kmeans_train, default rate 1e-3) or the seed's ``centroids`` alone (1e-4).
+    ``on_shared`` runs once the model computes with shared values, before any retraining.
+    Returns the :class:`~inkpack.compress.kmeans.WeightSharing` that saves the compact file."""
+    from inkpack.compress.kmeans import WeightSharing
+
+    if mode not in ("latent", "centroids"):
+        raise InkpackError(f"kmeans: training mode must be latent or centroids, not {mode!r}")
+    if steps and mode == "latent":
+        from inkpack.compress.kmeans_train import LatentSharing
+
+        ls = LatentSharing(model, bits)
+        if on_shared:
+            on_shared()
+        if log:
+            log(f"k-means {bits} bits: {steps} steps of latent-weight training")
+        retrain(model, task, steps, lr=lr or 1e-3, params=ls.parameters() + ls.other_parameters(),
+                after_backward=ls.after_backward, after_step=ls.after_step, offset=offset, log=log)
+        return ls.finish()
+    ws = WeightSharing(model, bits)
+    if on_shared:
+        on_shared()
+    if steps:
+        if log:
+            log(f"k-means {bits} bits: {steps} centroid fine-tuning steps")
+        retrain(model, task, steps, lr=lr or 1e-4, params=ws.parameters() + ws.other_parameters(),
+                after_backward=ws.sync_grads, after_step=ws.apply, offset=offset, log=log)
+    return ws
+
+
 def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
     """Apply the recipe to MODEL and write OUT (.json + weights); returns (fp32 model, record)."""
     from inkpack.compress import lowrank, prune, tucker
-    from inkpack.compress.kmeans import WeightSharing
     from inkpack.compress.report import count_params
     from inkpack.model_io import load_model, resolve, save_model
 
@@ -274,21 +306,8 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
                   "weights": "safetensors", "base_params": base_params}
     if "kmeans" in recipe:
         bits = parse_bits(args.bits)
-        if steps and args.kmeans_train == "latent":
-            from inkpack.compress.kmeans_train import LatentSharing
-
-            ls = LatentSharing(model, bits)
-            log(f"k-means {args.bits} bits: {steps} steps of latent-weight training")
-            retrain(model, get_task(), steps, lr=args.kmeans_lr or 1e-3, params=ls.parameters() + ls.other_parameters(),
-                    after_backward=ls.after_backward, after_step=ls.after_step, log=log)
-            ws = ls.finish()
-        else:
-            ws = WeightSharing(model, bits)
-            if steps:
-                log(f"k-means {args.bits} bits: {steps} centroid fine-tuning steps")
-                retrain(model, get_task(), steps, lr=args.kmeans_lr or args.lr / 3,
-                        params=ws.parameters() + ws.other_parameters(),
-                        after_backward=ws.sync_grads, after_step=ws.apply, log=log)
+        lr = args.kmeans_lr or (None if args.kmeans_train == "latent" else args.lr / 3)
+        ws = share_weights(model, bits, args.kmeans_train, get_task() if steps else None, steps, lr=lr, log=log)
         ws.apply()
         out.parent.mkdir(parents=True, exist_ok=True)
         sizes = ws.save(out.with_suffix(".npz"), raw_half=args.half_raw)
@@ -364,8 +383,7 @@ def report(paths: list[str], data: str | None, limit: int | None = None, runs: i
     from inkpack.model_io import resolve
 
     rows: dict[str, dict] = {}
-    tasks: dict[tuple, Task] = {}
-    groups: dict[tuple, tuple[object, dict]] = {}  # task key -> (example input, {row name: model})
+    groups: dict[tuple, tuple[Task, object, dict]] = {}  # task key -> (task, example input, {row name: model})
     for path in paths:
         stem = resolve(path)
         model, cfg, alphabet = load_any(path, int8=True)
@@ -373,22 +391,22 @@ def report(paths: list[str], data: str | None, limit: int | None = None, runs: i
         kind = cfg.get("input_kind", "image")
         key = (kind, data or cfg.get("trained_on"), json.dumps(cfg.get("preprocessing", {}), sort_keys=True),
                "".join(alphabet.symbols) if kind == "char" else "")
-        if key not in tasks:
-            tasks[key] = Task(cfg, alphabet, data, limit=limit, split="val")
-            groups[key] = (_example(fp32, cfg, tasks[key]), {})
-        task = tasks[key]
+        if key not in groups:
+            task = Task(cfg, alphabet, data, limit=limit, split="val")
+            groups[key] = (task, _example(fp32, cfg, task), {})
+        task, example, models = groups[key]
         comp = cfg.get("compression", {})
         files = sum(p.stat().st_size for p in model_files(stem, cfg) if p.exists()) / 1e6
         name = stem.name if stem.name not in rows else str(stem)
         row = {"params": count_params(fp32), "nonzero_params": count_params(fp32, nonzero=True),
                "size_mb": size_on_disk_mb(model) if comp.get("int8") else files, "files_mb": files,
-               "gflops": count_flops(fp32, groups[key][0]) / 1e9}
+               "gflops": count_flops(fp32, example) / 1e9}
         row.update(_accuracy(model, cfg, alphabet, task))
         row["recipe"] = comp.get("recipe", "-")
         rows[name] = row
-        groups[key][1][name] = model
+        models[name] = model
         log(f"measured {name}")
-    for example, models in groups.values():
+    for _, example, models in groups.values():
         for name, ms in measure_latencies(models, example, runs=runs, threads=1).items():
             rows[name]["latency_ms"] = ms
     return compare(rows, next(iter(rows)))
