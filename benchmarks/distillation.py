@@ -45,14 +45,19 @@ STEPS = (600, 300)  # distillation, then CTC fine-tuning
 LR = 1e-3
 
 
-def student_rows(quick: bool, threads: int) -> tuple[dict, dict]:
-    torch.set_num_threads(threads)
+def load_teacher(quick: bool) -> tuple:
+    """The teacher, its config and alphabet, the val task and its median-width example line."""
     teacher, cfg, alphabet = load_model(str(REPO / "models/hooker-darknet"))
+    val = Task(cfg, alphabet, str(SHARED / "data/hooker/val.tsv"), limit=40 if quick else None, split="val")
+    return teacher, cfg, alphabet, val, _example(teacher, cfg, val)
+
+
+def student_rows(quick: bool, threads: int, loaded: tuple) -> tuple[dict, dict]:
+    torch.set_num_threads(threads)
+    teacher, cfg, alphabet, val, ex = loaded
     s1, s2 = (6, 3) if quick else STEPS
     train = Task(cfg, alphabet, str(SHARED / "data/hooker/train.tsv"), batch_size=16, seed=3,
                  limit=200 if quick else None)
-    val = Task(cfg, alphabet, str(SHARED / "data/hooker/val.tsv"), limit=40 if quick else None, split="val")
-    ex = _example(teacher, cfg, val)
     scfg = dict(cfg, options={**cfg.get("options", {}), "width": WIDTH})
 
     def row(model, c) -> dict:
@@ -89,14 +94,13 @@ def student_rows(quick: bool, threads: int) -> tuple[dict, dict]:
                   "train_lines": train.n, "threads": threads}
 
 
-def latencies(quick: bool) -> dict:
+def latencies(quick: bool, loaded: tuple) -> dict:
     """Median single-thread ms of teacher and (any) student on the median val line, interleaved
     run by run so that both see the same machine noise."""
     torch.set_num_threads(1)
-    teacher, cfg, alphabet = load_model(str(REPO / "models/hooker-darknet"))
+    teacher, cfg, alphabet, _, ex = loaded
+    teacher.eval()
     student = student_like(cfg, "darknet-dblstm", alphabet.num_classes, width=WIDTH).eval()
-    val = Task(cfg, alphabet, str(SHARED / "data/hooker/val.tsv"), limit=40 if quick else None, split="val")
-    ex = _example(teacher, cfg, val)
     runs = 5 if quick else 60
     med = measure_latencies({"teacher": teacher, "student": student}, ex, runs=runs, threads=1)
     return {"teacher_ms": med["teacher"], "student_ms": med["student"], "speedup": med["teacher"] / med["student"],
@@ -134,12 +138,13 @@ def main() -> None:
     p.add_argument("--part", choices=["all", "latency"], default="all",
                    help="latency: re-measure only the latencies into the existing --json file")
     a = p.parse_args()
+    loaded = load_teacher(a.quick)
     if a.part == "latency":
         prev = json.loads(Path(a.json).read_text())
         rows, setup = prev["rows"], prev["setup"]
     else:
-        rows, setup = student_rows(a.quick, a.threads)
-    lat = latencies(a.quick)
+        rows, setup = student_rows(a.quick, a.threads, loaded)
+    lat = latencies(a.quick, loaded)
     with_latency(rows, lat)
     print(table([(n, f"{r['params'] / 1e6:.2f}M", f"{r['size_mb']:.2f}", f"{r['Cr']:.2f}", f"{r['gflops']:.3f}",
                   f"{r['latency_ms']:.2f}",
