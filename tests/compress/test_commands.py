@@ -154,3 +154,24 @@ def test_retraining_recipe_without_data_is_a_clear_error(base, tmp_path):
     with pytest.raises(InkpackError, match="--data"):
         compress(parse("compress", str(base), "--recipe", "adw", "--out", str(tmp_path / "x"), "--steps", "2"),
                  log=lambda m: None)
+
+
+def test_half_weights_file(base, tmp_path):
+    """--half stores float16 (about half the bytes) and loads back to the fp16-rounded model."""
+    from safetensors.torch import load_file
+
+    full, half = tmp_path / "f", tmp_path / "h"
+    compress(parse("compress", str(base), "--recipe", "tucker", "--energy", "0.5", "--out", str(full)), log=lambda m: None)
+    compress(parse("compress", str(base), "--recipe", "tucker", "--energy", "0.5", "--half", "--out", str(half)),
+             log=lambda m: None)
+    stored = load_file(str(half.with_suffix(".safetensors")))
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    ratio = half.with_suffix(".safetensors").stat().st_size / full.with_suffix(".safetensors").stat().st_size
+    assert 0.45 < ratio < 0.6
+    f32, _, _ = load_model(str(full))
+    f16, _, _ = load_model(str(half))
+    for (k, a), (_, b) in zip(f32.state_dict().items(), f16.state_dict().items()):
+        assert b.dtype == a.dtype and torch.equal(b, a.half().float()), k
+    with pytest.raises(InkpackError, match="--half"):
+        compress(parse("compress", str(base), "--recipe", "kmeans", "--half", "--out", str(tmp_path / "k")),
+                 log=lambda m: None)

@@ -85,6 +85,26 @@ def test_int8_quantizes_lstms_and_stays_close(tiny_model, exported, tmp_path):
     assert np.abs(np.exp(a) - np.exp(b)).max() < 0.1  # probabilities, not exact
 
 
+def test_int8_compressed_model_exports_as_onnx_int8(tiny_model, tmp_path):
+    """A model saved by `inkpack compress --recipe int8` exports from its float graph and is
+    quantized in ONNX: the same graph as exporting its source with --int8."""
+    import argparse
+
+    from inkpack.compress.commands import add_parsers, compress
+
+    p = argparse.ArgumentParser()
+    add_parsers(p.add_subparsers())
+    stem = tmp_path / "q"
+    compress(p.parse_args(["compress", str(tiny_model), "--recipe", "int8", "--out", str(stem)]), log=lambda m: None)
+    a = export_onnx(stem, tmp_path / "a.onnx")
+    b = export_onnx(tiny_model, tmp_path / "b.onnx", int8=True)
+    assert json.loads(sidecar_path(a).read_text())["onnx"]["int8"] is True
+    assert "DynamicQuantizeLSTM" in {n.op_type for n in onnx.load(str(a)).graph.node}
+    images, w = _batch([90, 40], 32, seed=3)
+    feed = {"images": images.numpy(), "widths": w.numpy()}
+    assert np.array_equal(make_session(a).run(None, feed)[0], make_session(b).run(None, feed)[0])
+
+
 def test_runtime_recognizer_matches_line_recognizer(tiny_model, exported):
     torch_rec = LineRecognizer.load(str(tiny_model))
     ort_rec = OnnxLineRecognizer(exported)

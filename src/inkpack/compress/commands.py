@@ -244,6 +244,9 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
     from inkpack.model_io import load_model, resolve, save_model
 
     recipe = parse_recipe(args.recipe)
+    half = bool(getattr(args, "half", False))
+    if half and "kmeans" in recipe:
+        raise InkpackError("--half: a k-means file stores codes already; --half-raw halves its other tensors")
     model, cfg, alphabet = load_model(args.model)
     if cfg.get("compression"):
         raise InkpackError(f"{args.model}: already compressed; start from an uncompressed model")
@@ -304,6 +307,8 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
     out = out.with_suffix("") if out.suffix in (".json", ".safetensors", ".npz") else out
     comp: dict = {"recipe": "+".join(recipe), "source": str(resolve(args.model)), "int8": "int8" in recipe,
                   "weights": "safetensors", "base_params": base_params}
+    if half:
+        comp["weights_dtype"] = "float16"
     if "kmeans" in recipe:
         bits = parse_bits(args.bits)
         lr = args.kmeans_lr or (None if args.kmeans_train == "latent" else args.lr / 3)
@@ -320,7 +325,7 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
     if comp["weights"] == "shared-npz":
         out.with_suffix(".json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     else:
-        save_model(model, cfg, out)
+        save_model(model, cfg, out, half=half)
     log(f"wrote {out}.json ({comp['recipe']}; {comp['params']:,} params, was {base_params:,})")
     return model, comp
 
@@ -473,6 +478,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--kmeans-lr", type=float, help="kmeans retraining rate (default 1e-3 latent, --lr/3 centroids; "
                    "on lstm-char latent training kept 94.3%% top-1 at 1e-3, 91.7%% at 3e-4)")
     p.add_argument("--half-raw", action="store_true", help="kmeans: store biases and other unshared tensors as float16")
+    p.add_argument("--half", action="store_true", help="store the weights file as float16 (half the size; loaded as "
+                   "float32, then quantized when the recipe has int8)")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, help="use only the first N training lines")

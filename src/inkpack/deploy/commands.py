@@ -17,7 +17,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = export_onnx(args.model, args.out, int8=args.int8)
     facts = json.loads(sidecar_path(out).read_text(encoding="utf-8"))["onnx"]
-    print(f"wrote {out} ({facts['bytes'] / 1e6:.2f} MB, {'int8' if args.int8 else 'fp32'}) "
+    print(f"wrote {out} ({facts['bytes'] / 1e6:.2f} MB, {'int8' if facts['int8'] else 'fp32'}) "
           f"and {sidecar_path(out).name}")
     return 0
 

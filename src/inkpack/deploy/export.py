@@ -121,11 +121,13 @@ def export_mdlstm_reason() -> str:
 
 
 def _load(model_path_or_module, config: dict | None) -> tuple[nn.Module, dict | None]:
+    """The float graph: a model compressed with int8 is loaded before PyTorch quantizes it (the
+    exporter cannot trace quantized LSTMs); ``export_onnx`` quantizes it in ONNX instead."""
     if isinstance(model_path_or_module, nn.Module):
         return copy.deepcopy(model_path_or_module).eval(), config
-    from inkpack.model_io import load_model
+    from inkpack.compress.commands import load_any
 
-    model, cfg, _ = load_model(str(model_path_or_module))
+    model, cfg, _ = load_any(str(model_path_or_module), int8=False)
     return model, (config or cfg)
 
 
@@ -211,6 +213,7 @@ def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False
     (then pass ``config`` so the runtime knows the alphabet and preprocessing).
     """
     model, cfg = _load(model_path_or_module, config)
+    int8 = int8 or bool(((cfg or {}).get("compression") or {}).get("int8"))  # int8 models stay int8
     out = Path(out)
     if out.suffix != ".onnx":
         raise InkpackError(f"{out}: the output file must end in .onnx")
