@@ -19,10 +19,16 @@ from pathlib import Path
 import torch
 from common import REPO, SHARED
 
-from inkpack.compress.commands import Task, _accuracy, _example, retrain, share_weights
+from inkpack.compress.commands import (
+    Task,
+    _accuracy,
+    _example,
+    drop_weights,
+    retrain,
+    share_weights,
+)
 from inkpack.compress.kmeans import load_into
 from inkpack.compress.lowrank import lowrank_layers
-from inkpack.compress.prune import Pruner
 from inkpack.compress.report import count_flops, measure_latencies
 from inkpack.model_io import load_model
 
@@ -67,10 +73,7 @@ def run_point(model, stem: Path, train: Task, top1, ranks, targets, bits, mode: 
         stages["svd_retrained"] = top1(m)
     sparsity = 0.0
     if targets:
-        rise = max(1, s_adw * 2 // 3)
-        pruner = Pruner(m, targets, rise, every=10)  # rises over 2/3 at the full rate, then recovery
-        retrain(m, train, s_adw, lr=LR_ADW, after_step=pruner.step, offset=s_svd, hold=rise)
-        pruner.finish()
+        pruner = drop_weights(m, targets, train, s_adw, lr=LR_ADW, every=10, offset=s_svd)
         sparsity = pruner.sparsity()["total"]
         stages["adw"] = top1(m)
     ws = share_weights(m, bits, mode, train, s_km, lr=LR_LATENT if mode == "latent" else LR / 3,

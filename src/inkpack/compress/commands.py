@@ -204,6 +204,23 @@ def retrain(model: nn.Module, task: Task, steps: int, *, lr: float = 3e-4, param
     return losses
 
 
+def drop_weights(model: nn.Module, targets: dict[str, float] | float, task: Task | None, steps: int, *,
+                 lr: float, every: int = 1, offset: int = 0, log: Callable[[str], None] | None = None):
+    """Adaptive drop-weight: the sparsity rises to ``targets`` over the first 2/3 of ``steps`` at
+    the full rate (``hold``), the last third recovers under a cosine; 0 steps prunes one shot.
+    Returns the finished :class:`~inkpack.compress.prune.Pruner` (its masks and sparsity)."""
+    from inkpack.compress.prune import Pruner
+
+    rise = max(1, steps * 2 // 3)
+    pruner = Pruner(model, targets, rise, every=every)
+    if steps:
+        if log:
+            log(f"adaptive drop-weight: {steps} retraining steps, the sparsity rising over {rise}")
+        retrain(model, task, steps, lr=lr, after_step=pruner.step, offset=offset, log=log, hold=rise)
+    pruner.finish()
+    return pruner
+
+
 def share_weights(model: nn.Module, bits: int | dict[str, int], mode: str, task: Task | None, steps: int, *,
                   lr: float | None = None, offset: int = 0, log: Callable[[str], None] | None = None,
                   on_shared: Callable[[], None] | None = None):
@@ -239,7 +256,7 @@ def share_weights(model: nn.Module, bits: int | dict[str, int], mode: str, task:
 
 def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
     """Apply the recipe to MODEL and write OUT (.json + weights); returns (fp32 model, record)."""
-    from inkpack.compress import lowrank, prune, tucker
+    from inkpack.compress import lowrank, tucker
     from inkpack.compress.report import count_params
     from inkpack.model_io import load_model, resolve, save_model
 
@@ -296,12 +313,8 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         log(f"fine-tune after decomposition: {steps} steps")
         retrain(model, get_task(), steps, lr=args.lr, log=log)
     if "adw" in recipe:
-        rise = max(1, steps * 2 // 3)  # the full rate while the sparsity rises; the last third recovers
-        pruner = prune.Pruner(model, args.sparsity, rise)
-        if steps:
-            log(f"adaptive drop-weight to {args.sparsity:.0%}: {steps} retraining steps")
-            retrain(model, get_task(), steps, lr=args.lr, after_step=pruner.step, log=log, hold=rise)
-        pruner.finish()
+        log(f"adaptive drop-weight to {args.sparsity:.0%}")
+        pruner = drop_weights(model, args.sparsity, get_task() if steps else None, steps, lr=args.lr, log=log)
         notes.append(f"adw sparsity {pruner.sparsity()['total']:.3f}")
     out = Path(args.out)
     out = out.with_suffix("") if out.suffix in (".json", ".safetensors", ".npz") else out
