@@ -56,6 +56,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "batch_size": a.batch_size, "lr": a.lr, "epochs": a.epochs, "patience": a.patience,
         "batching": a.batching, "seed": a.seed, "threads": a.threads, "time_limit": a.time_limit,
         "max_steps": a.max_steps, "limit": a.limit, "workers": getattr(a, "workers", None),
+        "init_from": getattr(a, "init_from", None),
     }
     if a.no_augment:
         over["augment"] = False
@@ -244,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int)
     t.add_argument("--workers", type=int, help="DataLoader processes that build batches ahead (augment, pad, pack)")
     t.add_argument("--limit", type=int, help="use only the first N training lines")
+    t.add_argument("--init-from", metavar="MODEL",
+                   help="warm start a fresh run from a trained model's same-named, same-shaped tensors")
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--task", choices=["lines", "char", "line"], default="lines",
                    help="lines: offline line images (default); char: lstm-char on synthetic hanzi; "

@@ -33,6 +33,10 @@ class TrainConfig:
     limit: int | None = None  # use only the first N training lines (smoke tests)
     val_limit: int | None = None
     options: dict = field(default_factory=dict)
+    # warm start (fresh runs only): a trained model whose same-named, same-shaped tensors are
+    # copied in, optionally only those under the ``init_layers`` name prefixes (e.g. lstm., fc.)
+    init_from: str | None = None
+    init_layers: list[str] | None = None
     progress: bool = True
 
     @classmethod

@@ -135,6 +135,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         ckpt = load_checkpoint(self.ckpt_path)
         alphabet = Alphabet.from_dict(ckpt["alphabet"]) if ckpt else None
+        init = None
+        if cfg.init_from and not ckpt:  # a resumed run already holds the warm-started weights
+            from inkpack.train.warm_start import read_init
+
+            init = read_init(cfg.init_from, cfg.init_layers)
+            alphabet = init.alphabet
         opts = dict(cfg.options)
         if REGISTRY[cfg.arch].input_kind == "image":
             opts["height"] = cfg.height  # every image architecture takes its input height
@@ -187,6 +193,8 @@ class Trainer:
             self._say(f"resumed from {self.ckpt_path}: epoch {self.epoch + 1}, step {self.step_in_epoch}")
         else:
             self.epoch_loss = (0.0, 0)
+            if init is not None:
+                self._say(init.apply(self.model))
         if env.distributed:  # DDP broadcasts rank 0's weights; all ranks loaded the same checkpoint anyway
             self.ddp = wrap_model(BatchForward(self.model), env)
 
