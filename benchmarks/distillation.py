@@ -45,28 +45,29 @@ STEPS = (600, 300)  # distillation, then CTC fine-tuning
 LR = 1e-3
 
 
-def load_teacher(quick: bool) -> tuple:
+def load_teacher(quick: bool, name: str = "hooker-darknet") -> tuple:
     """The teacher, its config and alphabet, the val task and its median-width example line."""
-    teacher, cfg, alphabet = load_model(str(REPO / "models/hooker-darknet"))
+    teacher, cfg, alphabet = load_model(str(REPO / "models" / name))
     val = Task(cfg, alphabet, str(SHARED / "data/hooker/val.tsv"), limit=40 if quick else None, split="val")
     return teacher, cfg, alphabet, val, _example(teacher, cfg, val)
 
 
-def student_rows(quick: bool, threads: int, loaded: tuple) -> tuple[dict, dict]:
+def student_rows(quick: bool, threads: int, loaded: tuple, teacher_name: str, width: float) -> tuple[dict, dict]:
     torch.set_num_threads(threads)
     teacher, cfg, alphabet, val, ex = loaded
     s1, s2 = (6, 3) if quick else STEPS
     train = Task(cfg, alphabet, str(SHARED / "data/hooker/train.tsv"), batch_size=16, seed=3,
                  limit=200 if quick else None)
-    scfg = dict(cfg, options={**cfg.get("options", {}), "width": WIDTH})
+    scfg = dict(cfg, arch="darknet-dblstm", options={**cfg.get("options", {}), "width": width})
 
     def row(model, c) -> dict:
         return {"params": count_params(model), "size_mb": safetensors_mb(model, c),
                 "gflops": count_flops(model, ex) / 1e9}
 
-    rows = {"teacher: hooker-darknet": {**row(teacher, cfg), **_accuracy(teacher, cfg, alphabet, val)}}
+    rows = {f"teacher: {teacher_name}": {**row(teacher, cfg), **_accuracy(teacher, cfg, alphabet, val)}}
     torch.manual_seed(0)
-    fresh = student_like(cfg, "darknet-dblstm", alphabet.num_classes, width=WIDTH)
+    fresh = student_like(cfg, "darknet-dblstm", alphabet.num_classes, width=width)
+    cache: dict = {}  # the teacher's outputs per distillation step, shared by every criterion
     plans = [("no distillation (CTC only)", None)] + [(c, c) for c in CRITERIA]
     for name, criterion in plans:
         t0 = time.perf_counter()
@@ -76,7 +77,7 @@ def student_rows(quick: bool, threads: int, loaded: tuple) -> tuple[dict, dict]:
             finetune_ctc(student, train.batch, s1 + s2, lr=LR / 3)
             losses = {}
         else:
-            h = distill(teacher, student, train.batch, criterion, s1, lr=LR)
+            h = distill(teacher, student, train.batch, criterion, s1, lr=LR, cache=cache)
             f = finetune_ctc(student, lambda i: train.batch(s1 + i), s2, lr=LR / 3)
             losses = {"distill_loss_last50": sum(h["losses"][-50:]) / len(h["losses"][-50:]),
                       "ctc_loss_last50": sum(f["losses"][-50:]) / len(f["losses"][-50:])}
@@ -85,22 +86,22 @@ def student_rows(quick: bool, threads: int, loaded: tuple) -> tuple[dict, dict]:
              **losses, "seconds": time.perf_counter() - t0}
         rows[f"student: {name}"] = r
         print(f"{name}: CER {r['cer']:.4f} WER {r['wer']:.4f} ({r['seconds']:.0f} s)", flush=True)
-    t = rows["teacher: hooker-darknet"]
+    t = rows[f"teacher: {teacher_name}"]
     for r in rows.values():
         r["Cr"], r["Sr"] = t["size_mb"] / r["size_mb"], t["gflops"] / r["gflops"]
         r["cer_above_teacher"] = r["cer"] - t["cer"]
-    return rows, {"distill_steps": s1, "finetune_steps": s2, "batch_size": 16, "student_width": WIDTH,
+    return rows, {"distill_steps": s1, "finetune_steps": s2, "batch_size": 16, "student_width": width, "teacher": teacher_name,
                   "lr_distill": LR, "lr_finetune": LR / 3, "temperature": 1.0, "val_lines": val.n,
                   "train_lines": train.n, "threads": threads}
 
 
-def latencies(quick: bool, loaded: tuple) -> dict:
+def latencies(quick: bool, loaded: tuple, width: float) -> dict:
     """Median single-thread ms of teacher and (any) student on the median val line, interleaved
     run by run so that both see the same machine noise."""
     torch.set_num_threads(1)
     teacher, cfg, alphabet, _, ex = loaded
     teacher.eval()
-    student = student_like(cfg, "darknet-dblstm", alphabet.num_classes, width=WIDTH).eval()
+    student = student_like(cfg, "darknet-dblstm", alphabet.num_classes, width=width).eval()
     runs = 5 if quick else 60
     med = measure_latencies({"teacher": teacher, "student": student}, ex, runs=runs, threads=1)
     return {"teacher_ms": med["teacher"], "student_ms": med["student"], "speedup": med["teacher"] / med["student"],
@@ -137,14 +138,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="training threads (latency always on 1)")
     p.add_argument("--part", choices=["all", "latency"], default="all",
                    help="latency: re-measure only the latencies into the existing --json file")
+    p.add_argument("--teacher", default="hooker-darknet", help="shipped model under models/ to distill from")
+    p.add_argument("--width", type=float, default=WIDTH, help="the darknet-dblstm student's conv width")
     a = p.parse_args()
-    loaded = load_teacher(a.quick)
+    loaded = load_teacher(a.quick, a.teacher)
     if a.part == "latency":
         prev = json.loads(Path(a.json).read_text())
         rows, setup = prev["rows"], prev["setup"]
     else:
-        rows, setup = student_rows(a.quick, a.threads, loaded)
-    lat = latencies(a.quick, loaded)
+        rows, setup = student_rows(a.quick, a.threads, loaded, a.teacher, a.width)
+    lat = latencies(a.quick, loaded, a.width)
     with_latency(rows, lat)
     print(table([(n, f"{r['params'] / 1e6:.2f}M", f"{r['size_mb']:.2f}", f"{r['Cr']:.2f}", f"{r['gflops']:.3f}",
                   f"{r['latency_ms']:.2f}",

@@ -129,6 +129,24 @@ def test_distill_keeps_head_fixed_and_lowers_loss_then_finetune_trains_all():
     assert len(ft["losses"]) == 2 and not torch.equal(before, student.lstm.weight_hh_l0)
 
 
+def test_cached_teacher_outputs_give_the_same_student_and_skip_the_teacher():
+    teacher, student = models()
+    bs = [batch(1), batch(2)]
+    plain = copy.deepcopy(student)
+    distill(teacher, plain, bs, "ip-l2", steps=4, lr=3e-3)
+    cache: dict = {}
+    first = copy.deepcopy(student)
+    distill(teacher, first, bs, "cnn-l2", steps=4, lr=3e-3, cache=cache)
+    assert sorted(cache) == [1, 2, 3, 4] and {"feats", "lstm", "logits"} <= set(cache[1])
+    calls = []
+    teacher.cnn.register_forward_hook(lambda *a: calls.append(1))
+    cached = copy.deepcopy(student)
+    distill(teacher, cached, bs, "ip-l2", steps=4, lr=3e-3, cache=cache)
+    assert calls == []  # every step's teacher outputs came from the cache
+    for (k, a), b in zip(plain.state_dict().items(), cached.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
 def test_bad_criterion_and_mismatched_head():
     teacher, _ = models()
     with pytest.raises(InkpackError, match="criterion"):

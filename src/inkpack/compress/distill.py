@@ -130,10 +130,12 @@ def _cycle(batches: Iterable[Batch] | Callable[[int], Batch]) -> Iterator[Batch]
 def distill(teacher: nn.Module, student: nn.Module, batches: Iterable[Batch] | Callable[[int], Batch],
             criterion: str = "cnn-mah", steps: int = 1000, *, lr: float = 1e-3, temperature: float = 1.0,
             copy_head: bool = True, clip: float = 5.0, log_every: int = 0,
-            log: Callable[[str], None] = print) -> dict:
+            log: Callable[[str], None] = print, cache: dict[int, dict[str, Tensor]] | None = None) -> dict:
     """Train the student's CNN + projection to imitate the teacher; LSTM/IP copied and fixed.
 
     `batches`: Batch objects (cycled) or a function step → Batch. Returns the loss history.
+    `cache`: the teacher's outputs by step, filled on first use, for several students distilled
+    on the same batch sequence (a VGG teacher's forward pass costs more than a student's step).
     """
     if criterion not in CRITERIA:
         raise InkpackError(f"distill: unknown criterion {criterion!r} (one of {', '.join(CRITERIA)})")
@@ -151,8 +153,13 @@ def distill(teacher: nn.Module, student: nn.Module, batches: Iterable[Batch] | C
             student.train()
             for name in (*_HEAD, "dropout"):
                 getattr(student, name).eval()
-            with torch.no_grad():
-                t_out = outputs(teacher, batch.images, batch.widths, upto)
+            if cache is not None and step in cache:
+                t_out = cache[step]
+            else:
+                with torch.no_grad():
+                    t_out = outputs(teacher, batch.images, batch.widths, "logits" if cache is not None else upto)
+                if cache is not None:
+                    cache[step] = t_out
             s_out = outputs(student, batch.images, batch.widths, upto)
             lengths = torch.minimum(t_out["lengths"], s_out["lengths"])
             loss = distill_loss(criterion, t_out, s_out, lengths, temperature=temperature, w_ih=w_ih)
