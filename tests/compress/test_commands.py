@@ -175,3 +175,12 @@ def test_half_weights_file(base, tmp_path):
     with pytest.raises(InkpackError, match="--half"):
         compress(parse("compress", str(base), "--recipe", "kmeans", "--half", "--out", str(tmp_path / "k")),
                  log=lambda m: None)
+
+
+def test_retraining_rate_holds_then_decays_to_zero():
+    from inkpack.compress.commands import lr_factor
+
+    assert [lr_factor(s, 10, hold=4) for s in (0, 3)] == [1.0, 1.0]
+    assert lr_factor(4, 10, hold=4) == 1.0 and lr_factor(7, 10, hold=4) == pytest.approx(0.5)  # mid-cosine
+    assert lr_factor(10, 10, hold=4) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(5, 10) == pytest.approx(0.5)  # no hold: a plain cosine

@@ -92,12 +92,3 @@ def test_bad_settings_and_bits_parsing():
     assert parse_bits("fc2.weight=5, *=4") == {"fc2.weight": 5, "*": 4}
     with pytest.raises(InkpackError, match="--bits"):
         parse_bits("fc2=five")
-
-
-def test_retraining_rate_holds_then_decays_to_zero():
-    from inkpack.compress.commands import lr_factor
-
-    assert [lr_factor(s, 10, hold=4) for s in (0, 3)] == [1.0, 1.0]
-    assert lr_factor(4, 10, hold=4) == 1.0 and lr_factor(7, 10, hold=4) == pytest.approx(0.5)  # mid-cosine
-    assert lr_factor(10, 10, hold=4) == pytest.approx(0.0, abs=1e-12)
-    assert lr_factor(5, 10) == pytest.approx(0.5)  # no hold: a plain cosine

@@ -241,3 +241,15 @@ def test_save_atomic_single_process(tmp_path: Path) -> None:
     with pytest.raises(InkpackError, match="sub.pt: checkpoint write failed"):
         save_atomic({}, path / "sub.pt", DistEnv())  # a regular file is in the way
     assert torch.equal(torch.load(path)["a"], torch.zeros(2))
+
+
+@pytest.mark.parametrize(("backend", "expected"), [("nccl", {"device_ids": [3]}), ("gloo", {})])
+def test_cleanup_barrier_names_the_gpu_under_nccl(monkeypatch, backend, expected) -> None:
+    calls = []
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda *a: backend)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda *a: calls.append("destroyed"))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    cleanup()
+    assert calls == [expected, "destroyed"]

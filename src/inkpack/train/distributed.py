@@ -114,7 +114,10 @@ def cleanup(sync: bool = True) -> None:
         return
     if sync:
         try:
-            dist.barrier()
+            if dist.get_backend() == "nccl":  # name the device, or NCCL guesses one per rank
+                dist.barrier(device_ids=[torch.cuda.current_device()])
+            else:
+                dist.barrier()
         except Exception:  # noqa: BLE001 - a peer already left: just leave too
             pass
     dist.destroy_process_group()
