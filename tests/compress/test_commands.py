@@ -177,6 +177,24 @@ def test_half_weights_file(base, tmp_path):
                  log=lambda m: None)
 
 
+def test_half_alone_stores_a_plain_float16_model(base, tmp_path):
+    """--half without a recipe: the same model, float16 on disk, no compression record."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "teacher16"
+    compress(parse("compress", str(base), "--half", "--out", str(out)), log=lambda m: None)
+    stored = load_file(str(out.with_suffix(".safetensors")))
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    cfg = json.loads(out.with_suffix(".json").read_text())
+    assert "compression" not in cfg and cfg["weights_dtype"] == "float16"
+    a, _, _ = load_model(str(base))
+    b, _, _ = load_model(str(out))
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert y.dtype == x.dtype and torch.equal(y, x.half().float()), k
+    with pytest.raises(InkpackError, match="--recipe"):
+        compress(parse("compress", str(base), "--out", str(tmp_path / "x")), log=lambda m: None)
+
+
 def test_retraining_rate_holds_then_decays_to_zero():
     from inkpack.compress.commands import lr_factor
 

@@ -45,9 +45,11 @@ def parse_bits(text: str | int) -> int | dict[str, int]:
 
 def parse_recipe(text: str) -> list[str]:
     parts = [p.strip().lower() for p in text.split("+") if p.strip()]
+    if not parts:
+        raise InkpackError(f"--recipe: none given (use {'|'.join(RECIPES)}, joined by '+'; or --half alone)")
     bad = [p for p in parts if p not in RECIPES]
-    if bad or not parts:
-        raise InkpackError(f"--recipe: unknown part {bad[0] if bad else text!r} (use {'|'.join(RECIPES)}, joined by '+')")
+    if bad:
+        raise InkpackError(f"--recipe: unknown part {bad[0]!r} (use {'|'.join(RECIPES)}, joined by '+')")
     return [r for r in RECIPES if r in parts]
 
 
@@ -254,14 +256,30 @@ def share_weights(model: nn.Module, bits: int | dict[str, int], mode: str, task:
     return ws
 
 
+def store_half(model_path: str, out_path: str, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
+    """Rewrite a plain model with float16 weights (half the file; `load_model` returns float32)."""
+    from inkpack.model_io import load_model, save_model
+
+    model, cfg, _ = load_model(model_path)
+    if cfg.get("compression"):
+        raise InkpackError(f"{model_path}: already compressed; use --half with its recipe instead")
+    out = Path(out_path)
+    out = out.with_suffix("") if out.suffix in (".json", ".safetensors") else out
+    save_model(model, dict(cfg, weights_dtype="float16"), out, half=True)
+    log(f"wrote {out}.json (float16 weights, {out.with_suffix('.safetensors').stat().st_size / 1e6:.2f} MB)")
+    return model, {"recipe": "", "weights_dtype": "float16"}
+
+
 def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
     """Apply the recipe to MODEL and write OUT (.json + weights); returns (fp32 model, record)."""
     from inkpack.compress import lowrank, tucker
     from inkpack.compress.report import count_params
     from inkpack.model_io import load_model, resolve, save_model
 
-    recipe = parse_recipe(args.recipe)
     half = bool(getattr(args, "half", False))
+    if not args.recipe and half:  # float16 storage only: a plain model file, loaded back as float32
+        return store_half(args.model, args.out, log)
+    recipe = parse_recipe(args.recipe or "")
     if half and "kmeans" in recipe:
         raise InkpackError("--half: a k-means file stores codes already; --half-raw halves its other tensors")
     model, cfg, alphabet = load_model(args.model)
@@ -468,7 +486,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("compress", help="compress a model: distill, tucker, svd, adw, kmeans, int8 (join with '+')")
     p.add_argument("model")
-    p.add_argument("--recipe", required=True, help="e.g. tucker+int8, svd+adw+kmeans, distill")
+    p.add_argument("--recipe", help="e.g. tucker+int8, svd+adw+kmeans, distill (none with --half: float16 storage only)")
     p.add_argument("--out", required=True, help="output stem (writes OUT.json + weights)")
     p.add_argument("--data", help="training data for retraining (TSV for image models, medians for char models)")
     p.add_argument("--steps", type=int, default=0, help="retraining steps per retraining stage (0: one-shot)")
