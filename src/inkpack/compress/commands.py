@@ -256,6 +256,12 @@ def share_weights(model: nn.Module, bits: int | dict[str, int], mode: str, task:
     return ws
 
 
+def out_stem(path: str) -> Path:
+    """OUT as given, or without the extension of one of the files it names."""
+    out = Path(path)
+    return out.with_suffix("") if out.suffix in (".json", ".safetensors", ".npz") else out
+
+
 def store_half(model_path: str, out_path: str, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
     """Rewrite a plain model with float16 weights (half the file; `load_model` returns float32)."""
     from inkpack.model_io import load_model, save_model
@@ -263,8 +269,7 @@ def store_half(model_path: str, out_path: str, log: Callable[[str], None] = prin
     model, cfg, _ = load_model(model_path)
     if cfg.get("compression"):
         raise InkpackError(f"{model_path}: already compressed; use --half with its recipe instead")
-    out = Path(out_path)
-    out = out.with_suffix("") if out.suffix in (".json", ".safetensors") else out
+    out = out_stem(out_path)
     save_model(model, dict(cfg, weights_dtype="float16"), out, half=True)
     log(f"wrote {out}.json (float16 weights, {out.with_suffix('.safetensors').stat().st_size / 1e6:.2f} MB)")
     return model, {"recipe": "", "weights_dtype": "float16"}
@@ -334,8 +339,7 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         log(f"adaptive drop-weight to {args.sparsity:.0%}")
         pruner = drop_weights(model, args.sparsity, get_task() if steps else None, steps, lr=args.lr, log=log)
         notes.append(f"adw sparsity {pruner.sparsity()['total']:.3f}")
-    out = Path(args.out)
-    out = out.with_suffix("") if out.suffix in (".json", ".safetensors", ".npz") else out
+    out = out_stem(args.out)
     comp: dict = {"recipe": "+".join(recipe), "source": str(resolve(args.model)), "int8": "int8" in recipe,
                   "weights": "safetensors", "base_params": base_params}
     if half:

@@ -43,8 +43,7 @@ def read_init(path: str, layers: list[str] | None = None) -> WarmStart:
     """The weights and alphabet of a shipped/saved model (stem, .json or bundled name)."""
     from inkpack.model_io import load_model
 
-    model, _, alphabet = load_model(path)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if layers is not None and (not isinstance(layers, list) or not all(isinstance(x, str) for x in layers)):
         raise InkpackError(f"init_layers must be a list of tensor-name prefixes, not {layers!r}")
-    return WarmStart(path, state, alphabet, tuple(layers or ()))
+    model, _, alphabet = load_model(path)
+    return WarmStart(path, model.state_dict(), alphabet, tuple(layers or ()))
