@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -183,30 +182,8 @@ def _torch_export(module: nn.Module, args: tuple, path: Path, **kw) -> None:
             raise InkpackError(f"ONNX export of {type(module).__name__} failed: {first}") from None
 
 
-INT8_OPS = ("LSTM", "MatMul", "Gemm")
-
-
-def quantize_int8(src: str | Path, dst: str | Path, op_types: tuple[str, ...] = INT8_OPS) -> None:
-    """Dynamic int8 (weights int8, activations quantized per call): LSTM → DynamicQuantizeLSTM.
-
-    Convolutions stay fp32 by default: ORT's ConvInteger is slower than its fp32 Conv on CPU.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # ORT logs a pre-processing hint on the root logger
-    try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=list(op_types))
-    except Exception as e:
-        raise InkpackError(f"{src}: ONNX int8 quantization failed ({type(e).__name__}: {e})") from None
-    finally:
-        root.setLevel(level)
-
-
 def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False,
-                config: dict | None = None) -> Path:
+                config: dict | None = None, reduce_range: bool = True) -> Path:
     """Write ``out`` (ONNX) and ``out + '.json'`` (config + export facts); return ``out``.
 
     ``model_path_or_module``: a model path/name for ``model_io.load_model``, or an ``nn.Module``
@@ -232,7 +209,9 @@ def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False
         else:
             raise InkpackError(f"ONNX export: unsupported model kind {kind!r}")
         if int8:
-            quantize_int8(fp32, out)
+            from inkpack.compress.quantize import onnx_quantize_int8
+
+            onnx_quantize_int8(fp32, out, reduce_range=reduce_range)
         else:
             shutil.move(str(fp32), str(out))
     facts.update({"input_kind": kind, "int8": bool(int8), "opset": OPSET, "bytes": out.stat().st_size})
