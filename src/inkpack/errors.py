@@ -13,3 +13,20 @@ class BadSampleError(InkpackError):
 
 class UnknownCharacterError(InkpackError):
     """A transcription holds characters the model's alphabet cannot encode."""
+
+
+class InputError(InkpackError):
+    """A bad input file or request body (unreadable, wrong format, inconsistent)."""
+
+
+class InputTooLargeError(BadSampleError):
+    """An input whose *normalized* size (width after scaling, frames, points, lines of a page)
+    exceeds a limit; refused before anything of that size is allocated (HTTP 413)."""
+
+
+class ConfigError(InkpackError):
+    """A bad option, config-file key or value (names the field)."""
+
+
+class ModelFileError(InkpackError):
+    """A model, checkpoint or ONNX file that is missing, corrupt or of the wrong kind."""

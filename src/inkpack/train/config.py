@@ -38,6 +38,11 @@ class TrainConfig:
     init_from: str | None = None
     init_layers: list[str] | None = None
     progress: bool = True
+    # auto: CUDA when available (with automatic mixed precision), else the CPU
+    device: str = "auto"
+    # exponential moving average of the weights (0 = off; e.g. 0.999): validated, saved and
+    # shipped instead of the raw weights when on
+    ema: float = 0.0
 
     @classmethod
     def from_yaml(cls, path: str, **overrides) -> "TrainConfig":
