@@ -63,13 +63,52 @@ class PreparedImage:
     source_width: int
 
 
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP",
+                b"\xff\x4f\xff\x51", b"P5", b"P2", b"P6", b"P3")
+_EXT_KINDS = {".inkml": "inkml", ".pot": "pot", ".npz": "npz", ".xml": "xml"}
+
+
+def sniff_kind(head: bytes) -> str | None:
+    """What the first bytes of a file are: ``image``, ``inkml``, ``iamondb`` (IAM-OnDB stroke
+    XML), ``pagexml``, ``npz``, or None when the content does not say."""
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "image"
+    if head.startswith(b"PK\x03\x04"):
+        return "npz"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"<"):
+        for tag, kind in ((b"<WhiteboardCaptureSession", "iamondb"), (b"<PcGts", "pagexml"),
+                          (b"<ink", "inkml")):
+            if tag in head:
+                return kind
+        low = head.lower()
+        if b"<ink" in low or b"inkml" in low:
+            return "inkml"
+        return "xml"
+    return None
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """``sniff_kind`` of a file's first 4 KiB, else its extension (``.pot`` has no magic number);
+    ``image`` for anything else (the image reader names the file if it is not one)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        head = b""
+    kind = sniff_kind(head)
+    if kind is not None and kind != "xml":
+        return kind
+    return _EXT_KINDS.get(Path(path).suffix.lower(), "image" if kind is None else "xml")
+
+
 def is_ink_input(x) -> bool:
     from inkpack.data.ink import Ink
 
     if isinstance(x, (Ink, dict)):
         return True
     if isinstance(x, (str, os.PathLike)):
-        return str(x).lower().endswith(".inkml")
+        return str(x).lower().endswith(".inkml") or (os.path.isfile(x) and file_kind(x) == "inkml")
     if isinstance(x, (bytes, bytearray)):
         head = bytes(x[:512]).lstrip()
         return head.startswith(b"<") and b"<ink" in bytes(x[:4096])
@@ -245,3 +284,45 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
     from inkpack.recognizer import LineRecognizer
 
     return ImageRecognizer(LineRecognizer.load(str(stem)), stem.name, max_pixels, batch_size, decoder)
+
+
+# ---------------------------------------------------------------------- CLI back-ends
+class OnDevice(torch.nn.Module):
+    """Runs a line model on ``device``: images go there, results come back to the CPU; sizes
+    (heights, widths) stay on the CPU as the models expect. Attributes read through."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.inner = model.to(device)
+        self.device = device
+
+    def forward(self, images: torch.Tensor, *sizes):
+        out = self.inner(images.to(self.device, non_blocking=True), *sizes)
+        if isinstance(out, tuple):
+            return tuple(o.float().cpu() if o.is_floating_point() else o.cpu() for o in out)
+        return out.float().cpu()
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)
+
+
+def line_backend(model: str | os.PathLike | None = None, decoder=None, threads: int = 1,
+                 device: str | None = None):
+    """The ``LineRecognizer`` the CLI uses for ``model`` (None: bundled; ``.onnx``: ONNX Runtime,
+    which runs on the CPU), on ``device`` (auto | cpu | cuda, via ``resolve_device``)."""
+    if model is not None and str(model).lower().endswith(".onnx"):
+        from inkpack.deploy.runtime import OnnxLineRecognizer
+
+        return OnnxLineRecognizer(model, threads=threads, decoder=decoder)
+    from inkpack.devices import resolve_device
+    from inkpack.recognizer import LineRecognizer
+
+    torch.set_num_threads(threads)
+    dev = resolve_device(device or "cpu")
+    rec = LineRecognizer.load(None if model is None else str(model), decoder=decoder)
+    if dev.type != "cpu":
+        rec.model = OnDevice(rec.model, dev).eval()
+    return rec

@@ -1,24 +1,55 @@
-"""The ``inkpack`` command. User errors print one line and exit 2, never a traceback."""
+"""The ``inkpack`` command.
+
+Expected failures (``InkpackError``: bad input, bad option, unwritable output) print one line and
+exit 2; ``--debug`` shows their traceback too. Any other exception is a bug and keeps its
+traceback. Option values are checked by their argparse types (``inkpack.cli_types``) and output
+paths before any long work starts. ``--help`` and ``--version`` do not import torch. A closed
+pipe (``inkpack recognize ... | head -1``) ends the command quietly.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
-from inkpack.errors import InkpackError
+from inkpack import __version__
+from inkpack import cli_types as T
+from inkpack.cli_run import _decoder, cmd_demo, cmd_evaluate, cmd_recognize  # noqa: F401 (_decoder: serve)
+from inkpack.errors import ConfigError, InkpackError
+from inkpack.jsonio import check_output_dir, check_output_file, dumps
 
 REPO = Path(__file__).resolve().parents[2]
 INK_DATA = (".pot", ".npz")  # evaluated by the ink side (characters / online lines)
+LAZY = {"compress": "compress a model: distill, tucker, svd, adw, kmeans, int8 (join with '+')",
+        "report": "size / FLOPs / latency / accuracy table for models on the same data"}
+# output options of every command: checked before the command runs (flag -> file | dir)
+OUTPUT_OPTIONS = {"json": "file", "output": "file", "plot": "file"}
+OUT_IS_FILE = ("export", "compress", "lm")  # their --out is one file (or a stem); train's is a folder
 
 
-def _write_json(path: str | None, data: dict) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` unless the help already says it or there is no real default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default is None or action.default is False or \
+                action.default == argparse.SUPPRESS or \
+                isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """One-line usage errors (``inkpack evaluate: error: argument --batch-size: ...``), exit 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # ------------------------------------------------------------------ train
@@ -40,284 +71,254 @@ def _relaunch_distributed(nproc: int, argv: list[str]) -> int:
         return proc.wait()
 
 
-def cmd_train(a: argparse.Namespace) -> int:
-    if a.task in ("char", "line"):  # online handwriting: characters or ink lines
-        from inkpack.ink_commands import train_ink
+TRAIN_FLAGS = ("train", "val", "out", "arch", "height", "batch_size", "lr", "epochs", "patience", "batching",
+               "seed", "threads", "time_limit", "max_steps", "limit", "workers", "init_from", "device", "ema")
 
-        return train_ink(a)
-    if a.nproc is not None and a.nproc < 1:
-        raise InkpackError(f"train: --nproc must be at least 1, got {a.nproc}")
-    if a.nproc and a.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun
-        return _relaunch_distributed(a.nproc, getattr(a, "argv", None) or sys.argv[1:])
-    from inkpack.train.loop import TrainConfig, train
 
-    over = {
-        "train": a.train, "val": a.val, "out": a.out, "arch": a.arch, "height": a.height,
-        "batch_size": a.batch_size, "lr": a.lr, "epochs": a.epochs, "patience": a.patience,
-        "batching": a.batching, "seed": a.seed, "threads": a.threads, "time_limit": a.time_limit,
-        "max_steps": a.max_steps, "limit": a.limit, "workers": getattr(a, "workers", None),
-        "init_from": getattr(a, "init_from", None),
-    }
+def train_config(a: argparse.Namespace):
+    """The validated ``TrainConfig`` of ``inkpack train`` (YAML config, then flags)."""
+    from inkpack.train.config import TrainConfig
+
+    over = {k: getattr(a, k, None) for k in TRAIN_FLAGS}
     if a.no_augment:
         over["augment"] = False
     if a.config:
         cfg = TrainConfig.from_yaml(a.config, **over)
     else:
         if not a.train:
-            raise InkpackError("train: give TRAIN data (a TSV manifest, PAGE-XML or IAM lines.txt) or --config")
-        cfg = TrainConfig(**{k: v for k, v in over.items() if v is not None})
+            raise ConfigError("train: give TRAIN data (a TSV manifest, PAGE-XML or IAM lines.txt) or --config")
+        cfg = TrainConfig(**{k: v for k, v in over.items() if v is not None}).validate()
     if not cfg.train:
-        raise InkpackError("train: no training data (set 'train' in the config or pass TRAIN)")
+        raise ConfigError("train: no training data (set 'train' in the config or pass TRAIN)")
+    check_output_dir(cfg.out, "--out")
+    if os.path.isdir(cfg.out) and not os.access(cfg.out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {cfg.out}: run folder not writable (permission denied)")
+    return cfg
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    if a.task in ("char", "line"):  # online handwriting: characters or ink lines
+        from inkpack.ink_commands import train_ink
+
+        return train_ink(a)
+    if a.nproc is not None and a.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun
+        train_config(a)  # validate here, once, before starting N processes
+        return _relaunch_distributed(a.nproc, getattr(a, "argv", None) or sys.argv[1:])
+    cfg = train_config(a)
+    from inkpack.train.loop import train
+
     result = train(cfg)
     if os.environ.get("RANK", "0") == "0":
-        print(json.dumps(result))
+        print(dumps(result))
     return 0
 
 
-# ------------------------------------------------------------------ evaluate / recognize
-def _decoder(a: argparse.Namespace):
-    if getattr(a, "decoder", "greedy") == "greedy":
-        return None
-    from inkpack.decode.beam import Decoder
-
-    if a.decoder == "beam+lm" and not a.lm:
-        raise InkpackError("--decoder beam+lm needs --lm LM.arpa (train one with `inkpack lm train`)")
-    return Decoder(a.decoder, beam=a.beam, lm=a.lm, lexicon=a.lexicon, alpha=a.alpha, beta=a.beta)
-
-
-def _recognizer(model: str | None, a: argparse.Namespace | None = None):
-    from inkpack.recognizer import LineRecognizer
-
-    return LineRecognizer.load(model, decoder=_decoder(a) if a is not None else None)
-
-
-def cmd_evaluate(a: argparse.Namespace) -> int:
-    import torch
-
-    from inkpack.data.lines import load_lineset
-    from inkpack.metrics import ErrorCounts
-
-    if not os.path.exists(a.data):
-        raise InkpackError(f"{a.data}: file not found")
-    if Path(a.data).suffix.lower() in INK_DATA:
-        from inkpack.ink_commands import evaluate_ink
-
-        evaluate_ink(a.data, a.model, a.json, threads=a.threads, batch_size=a.batch_size, decoder=_decoder(a))
-        return 0
-    torch.set_num_threads(a.threads)
-    rec = _recognizer(a.model, a)
-    lines = load_lineset(a.data, rec.height, progress=False)
-    for msg in lines.skipped:
-        print(f"skipped: {msg}", file=sys.stderr)
-    if len(lines) == 0:
-        raise InkpackError(f"{a.data}: no readable lines")
-    images = [torch.from_numpy(im.astype("float32") / 255.0)[None] for im in lines.images]
-    rec.recognize_prepared(images[: min(4, len(images))], a.batch_size)  # warm-up
-    t0 = time.perf_counter()
-    hyps = rec.recognize_prepared(images, a.batch_size)
-    dt = time.perf_counter() - t0
-    counts = ErrorCounts()
-    for h, r in zip(hyps, lines.texts):
-        counts.add(h, r)
-    res = {
-        "cer": counts.cer, "wer": counts.wer, "lines": len(lines), "skipped": len(lines.skipped),
-        "lines_per_s": len(lines) / dt, "ms_per_line": 1000 * dt / len(lines),
-        "threads": a.threads, "batch_size": a.batch_size,
-    }
-    print(f"CER {100 * res['cer']:.2f}%  WER {100 * res['wer']:.2f}%  lines {res['lines']}  "
-          f"{res['lines_per_s']:.1f} lines/s  {res['ms_per_line']:.2f} ms/line")
-    _write_json(a.json, res)
-    return 0
-
-
-def cmd_recognize(a: argparse.Namespace) -> int:
-    import torch
-
-    from inkpack.data.images import load_gray
-    from inkpack.errors import BadSampleError
-
-    if all(Path(p).suffix.lower() in (".pot", ".inkml") for p in a.images):
-        from inkpack.ink_commands import recognize_ink
-
-        return recognize_ink(a.images, a.model, threads=a.threads, decoder=_decoder(a))
-    torch.set_num_threads(a.threads)
-    rec = _recognizer(a.model, a)
-    grays, names, failed = [], [], 0
-    for path in a.images:
-        try:
-            grays.append(load_gray(path))
-            names.append(path)
-        except BadSampleError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed += 1
-    for name, text in zip(names, rec.recognize(grays)):
-        print(f"{name}\t{text}" if len(a.images) > 1 else text)
-    return 2 if failed else 0
-
-
-# ------------------------------------------------------------------ models / demo
+# ------------------------------------------------------------------ models / lm
 def cmd_models(a: argparse.Namespace) -> int:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from inkpack.cli_models import list_models
 
-    from inkpack.models import REGISTRY, build_model
-
-    print(f"{'architecture':<16} {'input':<6} {'params':>9} {'GFLOPs':>8}  description")
-    for name, spec in sorted(REGISTRY.items()):
-        model = build_model(name, 86).eval()
-        params = sum(p.numel() for p in model.parameters())
-        gflops = float("nan")
-        if spec.input_kind == "image":
-            h = getattr(model, "height", 48)
-            x = torch.zeros(1, 1, h, 8 * h)  # a typical line: 8x wider than high
-            try:
-                from inkpack.compress.report import count_flops
-
-                gflops = count_flops(model, (x, torch.tensor([h]), torch.tensor([x.shape[-1]]))) / 1e9
-            except ImportError:
-                with FlopCounterMode(display=False) as fc, torch.no_grad():
-                    model(x, torch.tensor([h]), torch.tensor([x.shape[-1]]))
-                gflops = fc.get_total_flops() / 1e9
-        print(f"{name:<16} {spec.input_kind:<6} {params / 1e6:>8.2f}M {gflops:>8.3f}  {spec.description}")
-    return 0
+    return list_models(a)
 
 
-def cmd_demo(a: argparse.Namespace) -> int:
-    """Recognize the bundled sample lines with the bundled model."""
-    import torch
-
-    from inkpack.data.lines import load_lineset
-    from inkpack.metrics import ErrorCounts
-
-    torch.set_num_threads(1)
-    rec = _recognizer(a.model)
-    manifest = REPO / "samples" / "hooker" / "samples.tsv"
-    lines = load_lineset(str(manifest), rec.height, progress=False)
-    images = [torch.from_numpy(im.astype("float32") / 255.0)[None] for im in lines.images]
-    rec.recognize_prepared(images[:2], 1)
-    counts = ErrorCounts()
-    t0 = time.perf_counter()
-    hyps = [rec.recognize_prepared([im], 1)[0] for im in images]
-    dt = time.perf_counter() - t0
-    for lid, h, r in zip(lines.ids, hyps, lines.texts):
-        counts.add(h, r)
-        print(f"{lid}\n  truth: {r}\n  read:  {h}")
-    print(f"\n{len(hyps)} lines  CER {100 * counts.cer:.2f}%  WER {100 * counts.wer:.2f}%  "
-          f"{1000 * dt / len(hyps):.1f} ms/line (1 thread)")
-    return 0
-
-
-# ------------------------------------------------------------------ lm
 def cmd_lm_train(a: argparse.Namespace) -> int:
     from inkpack.decode.lm_cli import lm_train
 
-    print(json.dumps(lm_train(a.texts, a.order, a.out, smoothing=a.smoothing)))
+    print(dumps(lm_train(a.texts, a.order, a.out, smoothing=a.smoothing)))
     return 0
 
 
 def cmd_lm_eval(a: argparse.Namespace) -> int:
     from inkpack.decode.lm_cli import lm_eval
 
-    print(json.dumps(lm_eval(a.lm, a.texts)))
+    print(dumps(lm_eval(a.lm, a.texts)))
     return 0
 
 
 # ------------------------------------------------------------------ parser
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="inkpack", description="Train, compress and deploy compact handwriting recognizers.")
-    sub = p.add_subparsers(dest="command", required=True)
+def _train_parser(sub) -> None:
+    from inkpack.train.config import TrainConfig as C
 
     t = sub.add_parser("train", help="train a line recognizer with CTC")
     t.add_argument("train", nargs="?", help="training data: TSV manifest, PAGE-XML file/folder or IAM lines.txt")
-    t.add_argument("--val", help="validation data (same formats)")
-    t.add_argument("--config", help="YAML config (flags override it)")
-    t.add_argument("--out", help="run directory for checkpoints, logs and the best model")
-    t.add_argument("--arch", help="architecture (see `inkpack models`)")
-    t.add_argument("--height", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--patience", type=int)
-    t.add_argument("--batching", choices=["pad-max", "pad-min", "pack"])
-    t.add_argument("--seed", type=int)
-    t.add_argument("--threads", type=int)
-    t.add_argument("--time-limit", type=float, help="minutes")
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--workers", type=int, help="DataLoader processes that build batches ahead (augment, pad, pack)")
-    t.add_argument("--limit", type=int, help="use only the first N training lines")
+    t.add_argument("--val", help="validation data (same formats; default: none, no early stopping)")
+    t.add_argument("--config", help="YAML config; its paths are relative to it; flags override it")
+    t.add_argument("--out", help=f"run folder: checkpoints, logs, best model (default: {C.out})")
+    t.add_argument("--arch", help=f"architecture, see `inkpack models` (default: {C.arch})")
+    t.add_argument("--height", type=T.min_int(8), help=f"input line height in pixels (default: {C.height})")
+    t.add_argument("--batch-size", type=T.positive_int, help=f"lines per step (default: {C.batch_size})")
+    t.add_argument("--lr", type=T.positive_float, help=f"peak learning rate (default: {C.lr})")
+    t.add_argument("--epochs", type=T.positive_int, help=f"epochs of the schedule (default: {C.epochs})")
+    t.add_argument("--patience", type=T.nonneg_int,
+                   help=f"early stopping: epochs without val improvement (default: {C.patience})")
+    t.add_argument("--batching", choices=["pad-max", "pad-min", "pack"], help=f"batch layout (default: {C.batching})")
+    t.add_argument("--seed", type=T.nonneg_int, help=f"random seed (default: {C.seed})")
+    t.add_argument("--threads", type=T.nonneg_int, help="torch threads; 0 = torch's default (default: 0)")
+    t.add_argument("--time-limit", type=T.nonneg_float, help="stop after this many minutes (default: 0 = none)")
+    t.add_argument("--max-steps", type=T.nonneg_int, help="stop after this many steps (default: 0 = none)")
+    t.add_argument("--workers", type=T.nonneg_int,
+                   help="DataLoader processes that build batches ahead: augment, pad, pack (default: 0)")
+    t.add_argument("--limit", type=T.positive_int, help="use only the first N training lines (default: all)")
     t.add_argument("--init-from", metavar="MODEL",
-                   help="warm start a fresh run from a trained model's same-named, same-shaped tensors")
-    t.add_argument("--no-augment", action="store_true")
-    t.add_argument("--task", choices=["lines", "char", "line"], default="lines",
-                   help="lines: offline line images (default); char: lstm-char on synthetic hanzi; "
-                        "line: online-blstm on IAM-OnDB-style .npz ink lines")
-    t.add_argument("--num-chars", type=int, help="char task: use only the first N classes")
-    t.add_argument("--per-class", type=int, help="char task: synthetic samples per class and epoch")
-    t.add_argument("--nproc", type=int, metavar="N",
+                   help="warm start a fresh run from a trained model's same-named, same-shaped tensors (default: none)")
+    t.add_argument("--device", type=T.device,
+                   help="auto | cpu | cuda[:N]; auto = CUDA when available (default: auto)")
+    t.add_argument("--ema", type=T.unit_interval, metavar="DECAY",
+                   help="exponential moving average of the weights, e.g. 0.999; 0 = off (default: 0)")
+    t.add_argument("--no-augment", action="store_true", help="switch training augmentation off (default: on)")
+    t.add_argument("--task", choices=["lines", "char", "line", "segment"], default="lines",
+                   help="lines: offline line images; char: lstm-char on synthetic hanzi; "
+                        "line: online-blstm on IAM-OnDB-style .npz ink lines; segment: page line segmenter")
+    t.add_argument("--num-chars", type=T.positive_int, help="char task: use only the first N classes (default: all)")
+    t.add_argument("--per-class", type=T.positive_int, help="char task: synthetic samples per class and epoch")
+    t.add_argument("--nproc", type=T.positive_int, metavar="N",
                    help="data-parallel training with N processes on this machine (runs torch.distributed.run)")
     t.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("evaluate", help="CER/WER and speed on labelled data")
-    e.add_argument("data", help="TSV manifest, PAGE-XML file/folder, IAM lines.txt; or ink: .pot characters, .npz lines")
-    e.add_argument("--model", help="model path (default: the bundled offline model)")
-    e.add_argument("--json", help="write the results as JSON here")
-    e.add_argument("--batch-size", type=int, default=1)
-    e.add_argument("--threads", type=int, default=1)
-    e.set_defaults(fn=cmd_evaluate)
 
-    r = sub.add_parser("recognize", help="print one transcription per image")
-    r.add_argument("images", nargs="+")
-    r.add_argument("--model")
-    r.add_argument("--threads", type=int, default=1)
-    r.set_defaults(fn=cmd_recognize)
-
+def _run_parsers(sub) -> None:
     from inkpack.deploy.commands import add_decoder_options
 
+    e = sub.add_parser("evaluate", help="CER/WER and speed on labelled data")
+    e.add_argument("data", help="TSV manifest, PAGE-XML file/folder, IAM lines.txt; or ink: .pot characters, .npz lines")
+    e.add_argument("--model", help="model: name, path or .onnx (default: the bundled offline model)")
+    e.add_argument("--json", metavar="OUT", help="write the results as JSON here")
+    e.add_argument("--output", metavar="TSV", help="write per-line results: image, reference, hypothesis, cer")
+    e.add_argument("--batch-size", type=T.positive_int, default=1, help="lines per forward pass")
+    e.add_argument("--threads", type=T.positive_int, default=1, help="torch / ONNX Runtime threads")
+    e.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda[:N]; auto = CUDA when available")
+    e.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar on stderr (auto: when stderr is a terminal)")
+    e.set_defaults(fn=cmd_evaluate)
+
+    r = sub.add_parser("recognize", help="print one transcription per image or ink sample")
+    r.add_argument("images", nargs="+", metavar="FILE",
+                   help="line images, InkML, IAM-OnDB .xml strokes, CASIA .pot (recognized by content)")
+    r.add_argument("--model", help="model: name, path or .onnx (default: the bundled offline model for images, "
+                                   "the online line model for ink lines, the character model for .pot)")
+    r.add_argument("--json", action="store_true",
+                   help="print a JSON list: text, per-character confidences and positions per input")
+    r.add_argument("--batch-size", type=T.positive_int, default=16, help="images per forward pass")
+    r.add_argument("--threads", type=T.positive_int, default=1, help="torch / ONNX Runtime threads")
+    r.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda[:N]; auto = CUDA when available")
+    r.set_defaults(fn=cmd_recognize)
     for sp in (e, r):
         add_decoder_options(sp)
+        _decoder_default(sp)
+
+
+def _decoder_default(sp: argparse.ArgumentParser) -> None:
+    """``--lm`` without ``--decoder`` means beam+lm: the decoder's default is resolved later."""
+    sp.set_defaults(decoder=None)
+    for act in sp._actions:
+        if act.dest == "decoder":
+            act.help = "greedy | beam | beam+lm (default: greedy, or beam+lm when --lm is given)"
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``argv``, commands other than the one asked for may stay light
+    (``compress``/``report`` import torch: they are only built when asked for)."""
+    p = Parser(prog="inkpack", description="Train, compress and deploy compact handwriting recognizers.")
+    p.add_argument("--version", action="version", version=f"inkpack {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of expected errors too")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _train_parser(sub)
+    _run_parsers(sub)
 
     lm = sub.add_parser("lm", help="character n-gram language models for beam search")
-    lsub = lm.add_subparsers(dest="lm_command", required=True)
+    lsub = lm.add_subparsers(dest="lm_command", required=True, parser_class=Parser)
     lt = lsub.add_parser("train", help="train a character n-gram LM and write it as ARPA")
     lt.add_argument("texts", nargs="+", metavar="TEXT",
                     help="plain text (one line per sentence) or TSV manifests with a 'text' column")
-    lt.add_argument("--order", type=int, default=6)
+    lt.add_argument("--order", type=T.positive_int, default=6, help="n-gram order")
     lt.add_argument("--out", required=True, metavar="LM", help="ARPA file to write")
-    lt.add_argument("--smoothing", choices=["kneser-ney", "witten-bell"], default="kneser-ney")
+    lt.add_argument("--smoothing", choices=["kneser-ney", "witten-bell"], default="kneser-ney", help="smoothing")
     lt.set_defaults(fn=cmd_lm_train)
     le = lsub.add_parser("eval", help="per-character perplexity of an ARPA LM on text files")
-    le.add_argument("lm")
-    le.add_argument("texts", nargs="+", metavar="TEXT")
+    le.add_argument("lm", help="ARPA file")
+    le.add_argument("texts", nargs="+", metavar="TEXT", help="text files or TSV manifests")
     le.set_defaults(fn=cmd_lm_eval)
 
-    m = sub.add_parser("models", help="list architectures with parameters and GFLOPs")
+    m = sub.add_parser("models", help="list the shipped models and the architectures (parameters, GFLOPs)")
     m.set_defaults(fn=cmd_models)
 
     d = sub.add_parser("demo", help="recognize the bundled samples with the bundled model")
-    d.add_argument("--model")
+    d.add_argument("--model", help="model: name, path or .onnx (default: the bundled offline model)")
     d.set_defaults(fn=cmd_demo)
 
     from inkpack.deploy.commands import add_parsers as add_deploy_parsers
 
     add_deploy_parsers(sub)  # export, serve
+    if "serve" in sub.choices:
+        _decoder_default(sub.choices["serve"])
+    command = _command(argv)
+    if argv is None or command in LAZY:
+        from inkpack.compress.commands import add_parsers as add_compress_parsers
 
-    from inkpack.compress.commands import add_parsers as add_compress_parsers
-
-    add_compress_parsers(sub)  # compress, report
+        add_compress_parsers(sub)  # compress, report
+    else:
+        for name, text in LAZY.items():
+            sub.add_parser(name, help=text, add_help=False)
     return p
 
 
+def _command(argv: list[str] | None) -> str | None:
+    for tok in argv or []:
+        if not tok.startswith("-"):
+            return tok
+    return None
+
+
+def _check_outputs(a: argparse.Namespace) -> None:
+    """Output paths of any command are writable before it starts (export fails after 30 s otherwise)."""
+    for flag, kind in OUTPUT_OPTIONS.items():
+        value = getattr(a, flag, None)
+        if isinstance(value, str):
+            check_output_file(value, f"--{flag}")
+    out = getattr(a, "out", None)
+    if isinstance(out, str) and a.command in OUT_IS_FILE:
+        check_output_file(out, "--out")
+
+
+def _segment(argv: list[str]) -> int | None:
+    """``train --task segment ...`` is the segmenter's own command line (inkpack.train.segment)."""
+    if not argv or argv[0] != "train" or not ("--task=segment" in argv or any(
+            argv[i] == "--task" and argv[i + 1] == "segment" for i in range(len(argv) - 1))):
+        return None
+    rest = [t for i, t in enumerate(argv[1:], 1)
+            if t != "--task=segment" and not (t == "--task" or (argv[i - 1] == "--task" and t == "segment"))]
+    from inkpack.train.segment import main as segment_main
+
+    return segment_main(rest)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --nproc`, which re-runs itself
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    argv = [t for t in argv if t != "--debug"]
     try:
-        rc = int(args.fn(args) or 0)
+        rc = _segment(argv)
+        if rc is None:
+            args = build_parser(argv).parse_args(argv)
+            args.argv = argv  # for `train --nproc`, which re-runs itself
+            _check_outputs(args)
+            rc = int(args.fn(args) or 0)
     except InkpackError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         rc = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         rc = 130
+    except BrokenPipeError:  # the reader went away (`| head -1`): stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        rc = 141
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
         # A torchrun worker whose work is saved: skip interpreter teardown, where gloo's
         # threads can rarely abort the process (SIGABRT) after a successful run.

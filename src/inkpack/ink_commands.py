@@ -6,17 +6,19 @@
   does not know count as errors); an IAM-OnDB-style ``.npz`` by greedy CER/WER, with the
   keys of the image ``evaluate``. Timing is preprocessing + forward, batch ``batch_size``,
   ``threads`` torch threads.
-* ``recognize_ink(paths, model)``: ``.pot`` / ``.inkml`` files, one output line per sample:
-  the top-5 candidates of a character model, or the text of a line model.
+* ``recognize_ink(paths, model)``: ``.pot`` / ``.inkml`` / IAM-OnDB ``.xml`` files, one output
+  line per sample: the top-5 candidates of a character model, or the text of a line model.
+  ``ink_results(path, ...)`` yields ``(sample, Recognition)`` for the CLI's ``recognize``.
 
-Defaults: ``models/hanzi-lstm-char`` for characters, ``models/iamondb-online-blstm`` for
-``.npz`` lines. Unreadable samples are skipped, reported on stderr and counted.
+Defaults (``default_model``): ``models/hanzi-lstm-char`` for CASIA ``.pot`` characters,
+``models/iamondb-online-blstm`` for ink lines (``.inkml``, IAM-OnDB ``.xml`` strokes, ``.npz``).
+Files are read by content (``inkpack.api.file_kind``), not only by extension. Unreadable samples
+are skipped, reported on stderr and counted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inkpack.errors import InkpackError
+from inkpack.errors import InkpackError, InputError, ModelFileError
 
 DEFAULT_CHAR_MODEL = "hanzi-lstm-char"
 DEFAULT_LINE_MODEL = "iamondb-online-blstm"
@@ -48,14 +50,24 @@ def train_ink(args: argparse.Namespace) -> int:
         cfg = InkTrainConfig.from_yaml(args.config, **over)
     else:
         cfg = InkTrainConfig(**{k: v for k, v in over.items() if v is not None})
-    print(json.dumps(fit_ink(cfg)))
+    from inkpack.jsonio import dumps
+
+    print(dumps(fit_ink(cfg)))
     return 0
+
+
+def default_model(file_kind: str) -> str:
+    """The bundled model for an ink file: characters (``pot``) or lines (everything else)."""
+    return DEFAULT_CHAR_MODEL if file_kind == "pot" else DEFAULT_LINE_MODEL
 
 
 def _load(model: str | None, default: str, kind: str):
     from inkpack.deploy.ink import preprocess_config
     from inkpack.model_io import load_model
 
+    if model is not None and str(model).lower().endswith(".onnx"):
+        raise ModelFileError(f"{model}: evaluate on ink data runs the PyTorch model (NAME.json + weights); "
+                             "ONNX ink models run in `inkpack recognize`, `serve` and inkpack.load()")
     net, cfg, alphabet = load_model(model or default)
     got = cfg.get("input_kind")
     if got is None:
@@ -94,15 +106,26 @@ def _batches(net, items: list, batch_size: int):
             yield s, net(pad_sequence(part, batch_first=True), lengths)
 
 
-def _read(path: Path):
+def _read_iamondb_xml(path: Path, strict: bool = False):
+    from inkpack.data.formats.iamondb import read_iamondb_xmls
+
+    return read_iamondb_xmls([path], strict=strict)
+
+
+def _read(path: Path, kind: str | None = None):
+    """The samples of an ink file, read by content (``kind`` from ``api.file_kind``)."""
+    from inkpack.api import file_kind
     from inkpack.data.formats.iamondb import read_iamondb_npz
     from inkpack.data.formats.inkml import read_inkml
     from inkpack.data.formats.pot import read_pot
 
-    readers = {".pot": read_pot, ".inkml": read_inkml, ".npz": read_iamondb_npz}
-    reader = readers.get(path.suffix.lower())
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    readers = {"pot": read_pot, "inkml": read_inkml, "npz": read_iamondb_npz, "iamondb": _read_iamondb_xml}
+    kind = kind or file_kind(path)
+    reader = readers.get(kind)
     if reader is None:
-        raise InkpackError(f"{path}: unsupported ink file (use .pot, .inkml or .npz)")
+        raise InputError(f"{path}: not an ink file (InkML, IAM-OnDB .xml strokes, CASIA .pot or .npz lines)")
     inks = reader(path, strict=False)
     for e in inks.errors:
         print(f"skipped: {e}", file=sys.stderr)
@@ -111,8 +134,9 @@ def _read(path: Path):
 
 def _write_json(path: str | None, data: dict) -> None:
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        from inkpack.jsonio import write_json
+
+        write_json(path, data)
 
 
 def evaluate_ink(path: str, model: str | None = None, json_out: str | None = None,
@@ -122,6 +146,9 @@ def evaluate_ink(path: str, model: str | None = None, json_out: str | None = Non
     ``decoder`` (a :class:`inkpack.decode.beam.Decoder`, line data only) replaces greedy decoding;
     the time it takes is part of ms/line.
     """
+    from inkpack.jsonio import check_output_file
+
+    check_output_file(json_out, "--json")
     torch.set_num_threads(threads)
     p = Path(path)
     if p.suffix.lower() not in (".pot", ".npz"):
@@ -198,36 +225,65 @@ def _line_scores(texts: list[str], kept) -> dict:
     return {"cer": counts.cer, "wer": counts.wer, "lines": len(kept)}
 
 
-def recognize_ink(paths: list[str], model: str | None = None, top_k: int = 5,
-                  threads: int = 1, decoder=None) -> int:
-    """Print ``id<TAB>c1 p1  c2 p2 ...`` (character model) or ``id<TAB>text`` per sample."""
+def ink_recognizer(model: str | None, file_kind: str, threads: int = 1, decoder=None, top_k: int = 5):
+    """The recognizer for an ink file: ``model`` (PyTorch or ``.onnx``) or the bundled default."""
+    name = str(model or default_model(file_kind))
+    if name.lower().endswith(".onnx"):
+        from inkpack.deploy.ink import load_ink_onnx
+
+        return load_ink_onnx(name, threads=threads, decoder=decoder)
     from inkpack.deploy.ink import InkRecognizer
     from inkpack.model_io import load_model
 
     torch.set_num_threads(threads)
-    net, cfg, alphabet = load_model(model or DEFAULT_CHAR_MODEL)
+    net, cfg, alphabet = load_model(name)
     kind = cfg.get("input_kind", "char")
-    rec = InkRecognizer(net, cfg, alphabet, kind, name=str(model or DEFAULT_CHAR_MODEL), top_k=top_k,
-                        decoder=decoder)
+    if kind not in ("char", "ink"):
+        raise ModelFileError(f"{name}: a {kind!r} model cannot read ink; give --model with an ink model")
+    return InkRecognizer(net, cfg, alphabet, kind, name=name, top_k=top_k, decoder=decoder)
+
+
+def format_result(rec, r) -> str:
+    """``c1 p1  c2 p2 ...`` for a character model, the text for a line model."""
+    if getattr(rec, "input_kind", "ink") == "char":
+        return "  ".join(f"{t} {p:.3f}" for t, p in r.candidates)
+    return r.text
+
+
+def ink_results(path: str, rec, kind: str | None = None):
+    """``(sample name, Recognition or InkpackError)`` for every sample of an ink file; a file
+    that cannot be read raises."""
+    inks = _read(Path(path), kind)
+    for e in inks.errors:
+        yield str(e), InputError(str(e))
+    for ink in inks:
+        try:
+            yield ink.name(), rec.recognize(ink)
+        except InkpackError as e:
+            yield ink.name(), e
+
+
+def recognize_ink(paths: list[str], model: str | None = None, top_k: int = 5,
+                  threads: int = 1, decoder=None) -> int:
+    """Print ``id<TAB>c1 p1  c2 p2 ...`` (character model) or ``id<TAB>text`` per sample."""
+    from inkpack.api import file_kind
+
+    recs: dict[str, object] = {}
     failed = 0
     for path in paths:
         try:
-            inks = _read(Path(path))
+            kind = file_kind(path)
+            key = model or default_model(kind)
+            if key not in recs:
+                recs[key] = ink_recognizer(model, kind, threads, decoder, top_k)
+            rec = recs[key]
+            for name, r in ink_results(path, rec, kind):
+                if isinstance(r, InkpackError):
+                    print(f"error: {name}: {r}" if name not in str(r) else f"error: {r}", file=sys.stderr)
+                    failed += 1
+                else:
+                    print(f"{name}\t{format_result(rec, r)}")
         except InkpackError as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
-            continue
-        failed += len(inks.errors)
-        for ink in inks:
-            try:
-                r = rec.recognize(ink)
-            except InkpackError as e:
-                print(f"error: {ink.name()}: {e}", file=sys.stderr)
-                failed += 1
-                continue
-            if kind == "char":
-                out = "  ".join(f"{t} {p:.3f}" for t, p in r.candidates)
-            else:
-                out = r.text
-            print(f"{ink.name()}\t{out}")
     return 2 if failed else 0

@@ -3,6 +3,12 @@
 The JSON holds everything needed to rebuild and feed the model: architecture name and
 options, the alphabet, the preprocessing (image height) and, for reference, the
 figures measured when it was saved.
+
+Reading checks the JSON against a schema (``MODEL_SCHEMA``: the type of every known field) and
+raises a one-line ``ModelFileError`` naming the file and field. Writing makes the JSON
+portable: strict JSON (no ``NaN``/``Infinity``), file paths relative to the data root
+(``INKPACK_DATA`` or ``../shared/data``) or the repository, never absolute paths of the
+machine, and ``trained_on`` as ``"FILE (N lines)"``.
 """
 
 from __future__ import annotations
@@ -15,11 +21,27 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from inkpack.data.alphabet import Alphabet
-from inkpack.errors import InkpackError
+from inkpack.errors import InkpackError, ModelFileError
 from inkpack.models import build_model
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+REPO = Path(__file__).resolve().parents[2]
+REPO_MODELS = REPO / "models"
 DEFAULT_OFFLINE = "hooker-darknet"
+# field -> allowed JSON types (``None`` in the tuple: null allowed); absent fields are fine
+# unless listed in ``required``
+MODEL_SCHEMA: dict[str, tuple] = {
+    "arch": (str,), "alphabet": (dict,), "options": (dict,), "preprocessing": (dict,),
+    "input_kind": (str,), "metrics": (dict, None), "compression": (dict,), "weights_dtype": (str,),
+    "trained_on": (str, dict, None), "onnx": (dict,), "classes": (str,),
+}
+ALPHABET_SCHEMA: dict[str, tuple] = {"symbols": (str, list), "with_unk": (bool,)}
+INPUT_KINDS = ("image", "ink", "char")
+_JSON_NAMES = {str: "a string", dict: "an object", list: "a list", bool: "true or false",
+               int: "an integer", float: "a number", None: "null"}
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("INKPACK_DATA", REPO.parent / "shared" / "data"))
 
 
 def models_dir() -> Path:
@@ -36,33 +58,137 @@ def resolve(path: str | None, default: str = DEFAULT_OFFLINE) -> Path:
     if not p.with_suffix(".json").exists() and (models_dir() / p.name).with_suffix(".json").exists():
         p = models_dir() / p.name
     if not p.with_suffix(".json").exists():
-        raise InkpackError(f"{path}: model not found (expected {p.with_suffix('.json')})")
+        raise ModelFileError(f"{path}: model not found (expected {p.with_suffix('.json')})")
     return p
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the data root or the repository when under one of them, else as
+    given when relative, else its file name: nothing machine-specific goes into a model file."""
+    p = Path(path)
+    full = p.resolve() if p.exists() or p.is_absolute() else None
+    if full is not None:
+        for root in (data_root(), REPO):
+            try:
+                return full.relative_to(root.resolve()).as_posix()
+            except ValueError:
+                continue
+    return p.as_posix() if not p.is_absolute() else p.name
+
+
+def _count_lines(p: Path) -> int | None:
+    """Data rows of a TSV manifest or text file (header excluded for TSV); None for others."""
+    if not p.is_file() or p.suffix.lower() not in (".tsv", ".txt"):
+        return None
+    try:
+        with open(p, encoding="utf-8-sig") as f:
+            rows = [ln for ln in f if ln.strip() and not ln.startswith("#")]
+    except (OSError, UnicodeDecodeError):
+        return None
+    header = p.suffix.lower() == ".tsv" and rows and rows[0].split("\t")[0].strip().lower() == "image"
+    return len(rows) - int(bool(header))
+
+
+def describe_data(path: str | os.PathLike | None, lines: int | None = None) -> str | None:
+    """``trained_on`` for a data path: ``"hooker/train.tsv (5524 lines)"``."""
+    if path is None or str(path) == "":
+        return None
+    n = lines if lines is not None else _count_lines(Path(path))
+    name = portable_path(path)
+    return f"{name} ({n} lines)" if n is not None else name
+
+
+def portable_config(config: dict) -> dict:
+    """``config`` with ``trained_on`` described (file + line count) and every other string that
+    is an absolute path of this machine made relative (``compression.source`` and the like)."""
+    def fix(v):
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        if isinstance(v, str) and os.path.isabs(v) and "\n" not in v and len(v) < 4096:
+            return portable_path(v)
+        return v
+
+    out = fix(dict(config))
+    t = config.get("trained_on")
+    if isinstance(t, str) and t and " (" not in t and Path(t).exists():
+        out["trained_on"] = describe_data(t)
+    return out
+
+
 def save_model(model: nn.Module, config: dict, stem: str | Path, half: bool = False) -> Path:
+    from inkpack.jsonio import dumps
+
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
+    config = portable_config(config)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     tmp = stem.with_suffix(".safetensors.tmp")
     save_file(state, str(tmp))
     os.replace(tmp, stem.with_suffix(".safetensors"))
     tmpj = stem.with_suffix(".json.tmp")
-    tmpj.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmpj.write_text(dumps(config, indent=2) + "\n", encoding="utf-8")
     os.replace(tmpj, stem.with_suffix(".json"))
     return stem
 
 
-def read_json_fields(p: Path, required: tuple[str, ...]) -> dict:
-    """A JSON object with the ``required`` keys, or a one-line error naming the file and field."""
-    try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InkpackError(f"{p}: invalid JSON ({e.msg} at line {e.lineno})") from None
+def _type_names(types: tuple) -> str:
+    return " or ".join(_JSON_NAMES.get(t, str(t)) for t in types)
+
+
+def _check_fields(obj: dict, schema: dict[str, tuple], where: str) -> None:
+    for key, types in schema.items():
+        if key not in obj:
+            continue
+        v = obj[key]
+        ok = (v is None and None in types) or any(
+            t is not None and isinstance(v, t) and not (t in (int, float) and isinstance(v, bool)) for t in types)
+        if not ok:
+            raise ModelFileError(f"{where}field {key!r} must be {_type_names(types)}, "
+                                 f"got {type(v).__name__} {str(v)[:40]!r}")
+
+
+def validate_model_json(cfg, p: Path | str, required: tuple[str, ...] = ("arch", "alphabet")) -> dict:
+    """``cfg`` checked against ``MODEL_SCHEMA``; a ``ModelFileError`` names the file and field."""
+    if not isinstance(cfg, dict):
+        raise ModelFileError(f"{p}: expected a JSON object, got {type(cfg).__name__}")
     for key in required:
         if key not in cfg:
-            raise InkpackError(f"{p}: missing field {key!r}")
+            raise ModelFileError(f"{p}: missing field {key!r}")
+    _check_fields(cfg, MODEL_SCHEMA, f"{p}: ")
+    if "alphabet" in cfg:
+        _check_fields(cfg["alphabet"], ALPHABET_SCHEMA, f"{p}: alphabet: ")
+        syms = cfg["alphabet"].get("symbols")
+        if syms is None:
+            raise ModelFileError(f"{p}: alphabet: missing field 'symbols'")
+        if isinstance(syms, list) and not all(isinstance(c, str) for c in syms):
+            raise ModelFileError(f"{p}: alphabet: field 'symbols' must be a string or a list of strings")
+    if "input_kind" in cfg and cfg["input_kind"] not in INPUT_KINDS:
+        raise ModelFileError(f"{p}: field 'input_kind' must be one of {', '.join(INPUT_KINDS)}, "
+                             f"got {cfg['input_kind']!r}")
+    height = (cfg.get("preprocessing") or {}).get("height")
+    if height is not None and (isinstance(height, bool) or not isinstance(height, int) or height < 1):
+        raise ModelFileError(f"{p}: field 'preprocessing.height' must be a positive integer, got {height!r}")
     return cfg
+
+
+def read_json_fields(p: Path, required: tuple[str, ...]) -> dict:
+    """A JSON object with the ``required`` keys and well-typed known fields, or a one-line
+    ``ModelFileError`` naming the file and field."""
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{p}: is a folder, expected a model JSON file") from None
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{p}: not a text file (invalid UTF-8)") from None
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{p}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    except OSError as e:
+        raise ModelFileError(f"{p}: cannot read ({e.strerror or e})") from None
+    return validate_model_json(cfg, p, required)
 
 
 def read_config(stem: str | Path) -> dict:
@@ -73,7 +199,7 @@ def load_model(path: str | None = None) -> tuple[nn.Module, dict, Alphabet]:
     stem = resolve(path)
     cfg = read_config(stem)
     alphabet = Alphabet.from_dict(cfg["alphabet"])
-    model = build_model(cfg["arch"], alphabet.num_classes, **cfg.get("options", {}))
+    model = build_checked(cfg, alphabet, stem.with_suffix(".json"))
     if "compression" in cfg:  # rebuilt low-rank/Tucker structure, k-means file, int8 at load
         from inkpack.compress.commands import load_compressed
 
@@ -82,12 +208,23 @@ def load_model(path: str | None = None) -> tuple[nn.Module, dict, Alphabet]:
     try:
         state = load_file(str(wpath))
     except Exception as e:  # safetensors raises several types for bad files
-        raise InkpackError(f"{wpath}: cannot read weights ({e})") from None
+        raise ModelFileError(f"{wpath}: cannot read weights ({e})") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
-        raise InkpackError(f"{wpath}: weights do not fit architecture {cfg['arch']!r} ({first})") from None
+        raise ModelFileError(f"{wpath}: weights do not fit architecture {cfg['arch']!r} ({first})") from None
     model.eval()
     return model, cfg, alphabet
+
+
+def build_checked(cfg: dict, alphabet: Alphabet, where: Path | str) -> nn.Module:
+    """``build_model`` for a model JSON; an unknown architecture or option names the field."""
+    try:
+        return build_model(cfg["arch"], alphabet.num_classes, **cfg.get("options", {}))
+    except InkpackError as e:
+        raise ModelFileError(f"{where}: field 'arch': {e}") from None
+    except (TypeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{where}: field 'options' does not fit architecture {cfg['arch']!r} ({first})") from None

@@ -42,6 +42,8 @@ from torch import nn
 
 from inkpack.batching import Batch
 from inkpack.errors import InkpackError
+from inkpack.nn.conv import pool_width as _pool_width
+from inkpack.nn.conv import run_masked
 from inkpack.packing import PackLayout
 
 
@@ -72,10 +74,6 @@ def _plan(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
         else:
             raise InkpackError(f"packed CNN: unsupported layer {type(m).__name__} in the conv stack")
     return plan
-
-
-def _pool_width(m: nn.MaxPool2d) -> int:
-    return nn.modules.utils._pair(m.kernel_size)[1]
 
 
 def separator(model: nn.Module) -> int:
@@ -124,28 +122,17 @@ def column_mask(lay: PackLayout, factor: int, width: int, device=None) -> torch.
 
 def cnn_canvas(model: nn.Module, images: torch.Tensor, lay: PackLayout, remask: bool = True) -> torch.Tensor:
     """The conv stack on canvases, off-line cells zeroed before each conv and ``-inf`` before
-    each pool. ``remask=False`` runs it plainly (to show that the masks are needed).
+    each pool (:func:`inkpack.nn.conv.run_masked`, the same walk as a padded batch's).
+    ``remask=False`` runs it plainly (to show that the masks are needed).
 
     Masks that cannot change a line's cells are skipped: before a conv without width padding
     (1x1) and before a pool one column wide. A ``-inf`` left by a pool is always zeroed before
     the next layer (``-inf`` times a weight would make NaN gradients)."""
+    _plan(model)  # refuse what packing cannot reproduce
     x = images.contiguous(memory_format=torch.channels_last)
-    masks: dict[int, torch.Tensor] = {}
-    inf_off = False  # off-line cells hold -inf
-    for kind, m, f in _plan(model):
-        fill = None
-        if remask and kind == "pool" and _pool_width(m) > 1:
-            fill = float("-inf")
-        elif remask and ((kind == "conv" and m.padding[1] > 0) or inf_off):
-            fill = 0.0
-        if fill is not None:
-            if f not in masks:
-                masks[f] = ~column_mask(lay, f, x.shape[-1], device=x.device)
-            # torch.where keeps channels_last (masked_fill does not: a 2x slower conv stack)
-            x = torch.where(masks[f], fill, x)
-            inf_off = fill < 0
-        x = m(x)
-    return x
+    if not remask:
+        return model.cnn.body(x)
+    return run_masked(model.cnn.body, x, lambda f, x: ~column_mask(lay, f, x.shape[-1], device=x.device))
 
 
 def gather_frames(fmap: torch.Tensor, lay: PackLayout, factor: int, lengths: torch.Tensor) -> torch.Tensor:

@@ -28,10 +28,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inkpack.errors import BadSampleError, InkpackError
+from inkpack.errors import BadSampleError, ConfigError, InkpackError, InputTooLargeError
 
 MAX_COORD = 1e6
 NOMINAL_DT_MS = 10.0
+# The most points one ink may have: 50 times the longest IAM-OnDB line (1,940 points), and
+# what the service accepts by default. Override with ``INKPACK_MAX_INK_POINTS``.
+DEFAULT_MAX_POINTS = 100_000
+MAX_POINTS_ENV = "INKPACK_MAX_INK_POINTS"
+
+
+def max_ink_points() -> int:
+    """The default points limit: ``INKPACK_MAX_INK_POINTS`` or ``DEFAULT_MAX_POINTS``."""
+    import os
+
+    raw = os.environ.get(MAX_POINTS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_POINTS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_POINTS_ENV}={raw!r}: must be a positive whole number of points")
+    return value
+
+
+def check_num_points(n: int, where: str = "ink", limit: int | None = None) -> None:
+    """``InputTooLargeError`` naming ``where`` if ``n`` points exceed ``limit`` (default
+    :func:`max_ink_points`)."""
+    limit = max_ink_points() if limit is None else int(limit)
+    if n > limit:
+        raise InputTooLargeError(
+            f"{where}: ink too large: {n} points is over the limit of {limit} (raise it with {MAX_POINTS_ENV})"
+        )
 
 
 @dataclass
@@ -125,11 +155,14 @@ class Ink:
     def copy(self) -> "Ink":
         return Ink([s.copy() for s in self.strokes], label=self.label, id=self.id)
 
-    def check(self, where: str | None = None, max_coord: float = MAX_COORD) -> "Ink":
-        """Raise ``BadSampleError`` naming ``where`` if this ink is unusable; return self."""
+    def check(self, where: str | None = None, max_coord: float = MAX_COORD,
+              max_points: int | None = None) -> "Ink":
+        """Raise ``BadSampleError`` naming ``where`` if this ink is unusable (``InputTooLargeError``
+        over ``max_points``, default :func:`max_ink_points`); return self."""
         where = where or self.name()
         if not self.strokes:
             raise BadSampleError(f"{where}: no strokes")
+        check_num_points(self.num_points, where, max_points)
         for i, s in enumerate(self.strokes):
             if len(s) == 0:
                 raise BadSampleError(f"{where}: stroke {i} is empty")

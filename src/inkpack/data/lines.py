@@ -55,9 +55,12 @@ def load_lineset(source: str, height: int, progress: bool = True, limit: int | N
         records = records[:limit]
     images, texts, ids, skipped = [], [], [], list(errors)
     for rec in tqdm(records, desc=f"loading {os.path.basename(source)}", disable=not progress, unit="line"):
-        try:
-            gray = rec.crop if rec.crop is not None else load_gray(rec.path)
-            img = prepare_line(gray, height)
+        try:  # too wide after scaling (InputTooLargeError) or unreadable: skipped and counted
+            if rec.crop is not None:
+                gray, name = rec.crop, f"{rec.path} (line {rec.id})"
+            else:
+                gray, name = load_gray(rec.path, height=height), str(rec.path)
+            img = prepare_line(gray, height, name=name)
         except BadSampleError as e:
             skipped.append(str(e))
             continue

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
-from inkpack.errors import InkpackError
+from inkpack.errors import ConfigError, InkpackError
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -22,19 +24,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_serve_options(args: argparse.Namespace) -> None:
+    """One line naming the option for every bad value (before any model is loaded)."""
+    def positive(name: str, v, minimum=1) -> None:
+        if v is None or not math.isfinite(v) or v < minimum:
+            raise ConfigError(f"serve: {name} must be >= {minimum} (got {v})")
+
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"serve: --port must be between 1 and 65535 (got {args.port})")
+    positive("--threads", args.threads)
+    positive("--max-batch", args.max_batch)
+    positive("--max-wait-ms", args.max_wait_ms, 0)
+    positive("--max-pixels", args.max_pixels)
+    positive("--max-inflight", args.max_inflight)
+    if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb > 0):
+        raise ConfigError(f"serve: --max-upload-mb must be > 0 (got {args.max_upload_mb})")
+    if not (math.isfinite(args.read_timeout) and args.read_timeout > 0):
+        raise ConfigError(f"serve: --read-timeout must be > 0 seconds (got {args.read_timeout})")
+    for o in args.allow_origin or []:
+        if o != "*" and not o.startswith(("http://", "https://")):
+            raise ConfigError(f"serve: --allow-origin {o!r} must be '*' or like https://example.org")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    _check_serve_options(args)
     import torch
 
     from inkpack.deploy.server import serve
 
-    if args.max_batch < 1 or args.max_wait_ms < 0:
-        raise InkpackError("serve: --max-batch must be >= 1 and --max-wait-ms >= 0")
     torch.set_num_threads(args.threads)
     from inkpack.cli import _decoder
 
+    token = args.token or os.environ.get("INKPACK_TOKEN") or None
     serve(args.host, args.port, args.model, args.ink_model, log_level=args.log_level, decoder=_decoder(args),
           max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, token=token,
+          allow_origins=tuple(args.allow_origin or ()), max_inflight=args.max_inflight,
+          read_timeout=args.read_timeout)
     return 0
 
 
@@ -57,6 +83,15 @@ def add_parsers(sub) -> None:
     s.add_argument("--max-upload-mb", type=float, default=10.0)
     s.add_argument("--max-pixels", type=int, default=40_000_000)
     s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1/* (default: env INKPACK_TOKEN; "
+                                   "the variable keeps it out of the process list)")
+    s.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help="web origin (https://host[:port]) allowed to call the service from a browser, "
+                        "repeatable; '*' = any. Default: only the service's own pages")
+    s.add_argument("--max-inflight", type=int, default=64,
+                   help="recognition requests at a time; more get 503 with Retry-After")
+    s.add_argument("--read-timeout", type=float, default=30.0,
+                   help="seconds for the request headers and, separately, the whole body (else 408/closed)")
     add_decoder_options(s)
     s.set_defaults(fn=cmd_serve)
 

@@ -28,7 +28,6 @@ config plus an ``onnx`` section; :mod:`inkpack.deploy.runtime` reads it.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import tempfile
@@ -126,7 +125,8 @@ def _load(model_path_or_module, config: dict | None) -> tuple[nn.Module, dict | 
         return copy.deepcopy(model_path_or_module).eval(), config
     from inkpack.compress.commands import load_any
 
-    model, cfg, _ = load_any(str(model_path_or_module), int8=False)
+    path = None if model_path_or_module is None else str(model_path_or_module)  # None: the bundled model
+    model, cfg, _ = load_any(path, int8=False)
     return model, (config or cfg)
 
 
@@ -189,11 +189,15 @@ def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False
     ``model_path_or_module``: a model path/name for ``model_io.load_model``, or an ``nn.Module``
     (then pass ``config`` so the runtime knows the alphabet and preprocessing).
     """
-    model, cfg = _load(model_path_or_module, config)
-    int8 = int8 or bool(((cfg or {}).get("compression") or {}).get("int8"))  # int8 models stay int8
+    from inkpack.jsonio import check_output_file, dumps
+
     out = Path(out)
     if out.suffix != ".onnx":
         raise InkpackError(f"{out}: the output file must end in .onnx")
+    check_output_file(out, "--out")  # before the (slow) load and trace
+    check_output_file(sidecar_path(out), "--out")
+    model, cfg = _load(model_path_or_module, config)
+    int8 = int8 or bool(((cfg or {}).get("compression") or {}).get("int8"))  # int8 models stay int8
     out.parent.mkdir(parents=True, exist_ok=True)
     if any("MDLSTM" in type(m).__name__ for m in model.modules()):
         raise InkpackError(export_mdlstm_reason())
@@ -217,5 +221,9 @@ def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False
     facts.update({"input_kind": kind, "int8": bool(int8), "opset": OPSET, "bytes": out.stat().st_size})
     side = dict(cfg or {})
     side["onnx"] = facts
-    sidecar_path(out).write_text(json.dumps(side, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if "trained_on" in side or "compression" in side:
+        from inkpack.model_io import portable_config
+
+        side = portable_config(side)
+    sidecar_path(out).write_text(dumps(side, indent=2) + "\n", encoding="utf-8")
     return out

@@ -1,5 +1,11 @@
-"""Page recognition: crop every TextLine of an uploaded PAGE-XML by its polygon, recognize
-the crops, and write each line's text into its line-level ``TextEquiv/Unicode``.
+"""Page recognition: crop every TextLine of a PAGE-XML by its polygon, recognize the crops, and
+write each line's text into its main line-level ``TextEquiv/Unicode`` (lowest ``@index``).
+
+Memory is bounded by the work, not by the page: lines are cropped, recognized and written back
+a small batch at a time (``batch_size`` crops alive at once), and a page is refused before any
+crop is made when it names more than ``max_lines`` lines or when its line boxes together cover
+more than ``max_crop_ratio`` times the page (60 full-page lines would otherwise copy the page
+60 times). The returned XML keeps the client's DOCTYPE, comments and processing instructions.
 
 Cropping reuses the PAGE-XML reader's recipe (``crop_polygon``: bounding box, outside pixels
 set to the inside median), so served pages are cut exactly like the training lines.
@@ -7,16 +13,33 @@ set to the inside median), so served pages are cut exactly like the training lin
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from lxml import etree
 
-from inkpack.data.formats.pagexml import crop_polygon, line_polygon, text_lines
-from inkpack.errors import BadSampleError, InkpackError
+from inkpack.data.formats.pagexml import (
+    crop_polygon,
+    line_polygon,
+    main_text_equiv,
+    page_image_path,
+    page_scale,
+    pagexml_files,
+    parse_page_data,
+    polygon_box_area,
+    text_lines,
+)
+from inkpack.errors import BadSampleError, InkpackError, InputError, InputTooLargeError
 
+DEFAULT_MAX_LINES = 2000
+DEFAULT_MAX_CROP_RATIO = 25.0
+DEFAULT_BATCH = 8
 # elements that follow TextEquiv inside a PAGE TextLine (2013+ schemas)
 _AFTER_TEXTEQUIV = ("TextStyle", "UserDefined", "Labels")
+_OLD_SCHEMAS = ("2009-", "2010-")  # TextEquiv has no @conf before 2013
 
 
 def _local(tag) -> str:
@@ -29,50 +52,114 @@ def _child(el: etree._Element, name: str) -> etree._Element | None:
 
 @dataclass
 class PageJob:
+    """A parsed page: its lines in reading order with their polygons in image pixels."""
+
     tree: etree._ElementTree
     lines: list[etree._Element]
-    crops: list[np.ndarray]
+    polygons: list[np.ndarray]
     errors: list[str] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)  # only filled by ``prepare_page``
+
+
+@dataclass
+class PageResult:
+    xml: bytes
+    texts: list[str]  # recognized lines, in reading order
+    line_ids: list[str]
+    errors: list[str]  # lines left as they were, and why
 
 
 def parse_page_bytes(data: bytes, name: str = "PAGE-XML") -> etree._ElementTree:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as e:
-        raise InkpackError(f"{name}: malformed XML ({e.msg}, line {e.lineno})") from None
-    if root is None or not any(isinstance(el.tag, str) and _local(el.tag) == "Page" for el in root.iter()):
-        raise InkpackError(f"{name}: no <Page> element (not PAGE-XML?)")
-    return etree.ElementTree(root)
+    return parse_page_data(data, name)[0]
 
 
-def prepare_page(gray: np.ndarray, xml: bytes, name: str = "PAGE-XML") -> PageJob:
-    """Parse and crop; lines with unusable polygons are reported in ``errors`` and left as they are."""
-    tree = parse_page_bytes(xml, name)
-    page = next(el for el in tree.getroot().iter() if isinstance(el.tag, str) and _local(el.tag) == "Page")
-    w, h = page.get("imageWidth"), page.get("imageHeight")
-    if w and h and w.isdigit() and h.isdigit() and (int(w), int(h)) != (gray.shape[1], gray.shape[0]):
-        raise InkpackError(
-            f"{name}: the XML is for a {w}x{h} image but the uploaded image is {gray.shape[1]}x{gray.shape[0]}"
-        )
+def open_page(xml: bytes, width: int, height: int, name: str = "PAGE-XML",
+              image_name: str = "the uploaded image", max_lines: int = DEFAULT_MAX_LINES,
+              max_crop_ratio: float = DEFAULT_MAX_CROP_RATIO) -> PageJob:
+    """Parse, check the declared size against ``width`` x ``height`` and the limits; crop nothing."""
+    tree, page = parse_page_data(xml, name)
+    scale = np.array(page_scale(page, width, height, name, image_name))
+    lines = text_lines(page)
+    if len(lines) > max_lines:
+        raise InputTooLargeError(f"{name}: page too large: {len(lines)} TextLines is over the limit "
+                                 f"of {max_lines} lines per page")
     job = PageJob(tree, [], [])
-    for line in text_lines(page):
+    area = 0
+    for line in lines:
         where = f"TextLine {line.get('id', '?')}"
         try:
-            job.crops.append(crop_polygon(gray, line_polygon(line, where), where))
-            job.lines.append(line)
+            pts = line_polygon(line, where) * scale
         except BadSampleError as e:
             job.errors.append(str(e))
+            continue
+        area += polygon_box_area(np.clip(pts, 0, [width, height]))
+        job.lines.append(line)
+        job.polygons.append(pts)
+    if area > max_crop_ratio * width * height:
+        raise InputTooLargeError(f"{name}: page too large: its line boxes cover {area / (width * height):.0f}x "
+                                 f"the page (limit {max_crop_ratio:g}x)")
     return job
 
 
+def iter_crops(job: PageJob, gray: np.ndarray) -> Iterator[tuple[int, np.ndarray | None]]:
+    """``(line number, crop)`` one at a time; ``None`` (and an entry in ``job.errors``) for a bad line."""
+    for k, (line, pts) in enumerate(zip(job.lines, job.polygons)):
+        where = f"TextLine {line.get('id', '?')}"
+        try:
+            yield k, crop_polygon(gray, pts, where)
+        except BadSampleError as e:
+            job.errors.append(str(e))
+            yield k, None
+
+
+def recognize_page(gray: np.ndarray, xml: bytes, recognize: Callable[[list[np.ndarray]], Sequence],
+                   name: str = "PAGE-XML", image_name: str = "the uploaded image",
+                   batch_size: int = DEFAULT_BATCH, max_lines: int = DEFAULT_MAX_LINES,
+                   max_crop_ratio: float = DEFAULT_MAX_CROP_RATIO) -> PageResult:
+    """Fill a page streaming: crop → ``recognize(crops)`` → write back, ``batch_size`` lines at a time.
+
+    ``recognize`` maps a list of grayscale crops to results with ``.text`` (and optionally
+    ``.confidences``), or to plain strings.
+    """
+    if batch_size < 1:
+        raise InkpackError(f"{name}: batch size must be at least 1, got {batch_size}")
+    job = open_page(xml, gray.shape[1], gray.shape[0], name, image_name, max_lines, max_crop_ratio)
+    done: list[tuple[int, str]] = []
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        results = recognize([c for _, c in pending])
+        for (k, _), res in zip(pending, results):
+            set_line_text(job.lines[k], *_text_conf(res))
+            done.append((k, _text_conf(res)[0]))
+        pending.clear()
+
+    for k, crop in iter_crops(job, gray):
+        if crop is not None:
+            pending.append((k, crop))
+        if len(pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    return PageResult(page_bytes(job.tree), [t for _, t in done],
+                      [job.lines[k].get("id", "?") for k, _ in done], job.errors)
+
+
+def _text_conf(res) -> tuple[str, float | None]:
+    if isinstance(res, str):
+        return res, None
+    confs = getattr(res, "confidences", None)
+    return res.text, (float(np.mean(confs)) if confs is not None and len(confs) else None)
+
+
 def set_line_text(line: etree._Element, text: str, conf: float | None) -> None:
+    """Write into the main (lowest ``@index``) line-level TextEquiv, creating one if needed."""
     ns = etree.QName(line).namespace
     tag = (lambda n: f"{{{ns}}}{n}") if ns else (lambda n: n)
-    te = _child(line, "TextEquiv")
+    te = main_text_equiv(line)
     if te is None:
         te = etree.Element(tag("TextEquiv"))
-        follow = next((c for c in line if isinstance(c.tag, str) and _local(c.tag) in _AFTER_TEXTEQUIV), None)
+        follow = next((c for c in line if _local(c.tag) in _AFTER_TEXTEQUIV), None)
         if follow is not None:
             follow.addprevious(te)
         else:
@@ -81,15 +168,111 @@ def set_line_text(line: etree._Element, text: str, conf: float | None) -> None:
     if uni is None:
         uni = etree.SubElement(te, tag("Unicode"))
     for c in list(te):  # a PlainText that disagrees with Unicode would mislead readers
-        if isinstance(c.tag, str) and _local(c.tag) == "PlainText":
+        if _local(c.tag) == "PlainText":
             te.remove(c)
     uni.text = text
-    if conf is not None:
+    if conf is not None and not any(y in (ns or "") for y in _OLD_SCHEMAS):
         te.set("conf", f"{conf:.4f}")
+
+
+def page_bytes(tree: etree._ElementTree) -> bytes:
+    """The document as UTF-8, with its DOCTYPE and top-level comments/PIs."""
+    standalone = tree.docinfo.standalone
+    return etree.tostring(tree, xml_declaration=True, encoding="UTF-8",
+                          **({"standalone": standalone} if standalone is not None else {}))
+
+
+# ---- file and folder level (the `recognize` command on PAGE-XML) -------------------------
+
+@dataclass
+class PageFileReport:
+    pages: int = 0
+    lines: int = 0
+    skipped_pages: list[str] = field(default_factory=list)
+    skipped_lines: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+def recognize_pagexml(source: str, recognize: Callable[[list[np.ndarray]], Sequence], out: str | None,
+                      images_dir: str | None = None, batch_size: int = DEFAULT_BATCH,
+                      max_lines: int = DEFAULT_MAX_LINES, max_pixels: int | None = None,
+                      on_page: Callable[[str, PageResult], None] | None = None) -> PageFileReport:
+    """Fill a PAGE-XML file, or every page of a folder, writing the filled XML under ``out``.
+
+    ``out``: for one file, the output file (or an existing folder to write it into); for a
+    folder, an output folder (created). ``None`` writes nothing (``on_page`` still sees each
+    page). A page that cannot be used is skipped and reported; the others go on.
+    """
+    from inkpack.data.images import load_gray
+
+    files = pagexml_files(source)
+    single = not os.path.isdir(source)
+    out_dir = None
+    if out is not None:
+        out_dir = out if not single or os.path.isdir(out) else None
+        _check_writable(out, out_dir is not None)
+    rep = PageFileReport()
+    for f in files:
+        try:
+            data = Path(f).read_bytes()
+            _, page = parse_page_data(data, f)
+            img = page_image_path(f, page, images_dir)
+            gray = load_gray(img, **({"max_pixels": max_pixels} if max_pixels else {}))
+            res = recognize_page(gray, data, recognize, name=f, image_name=f"image {img}",
+                                 batch_size=batch_size, max_lines=max_lines)
+        except OSError as e:
+            rep.skipped_pages.append(f"{f}: cannot read ({e.strerror or e})")
+            continue
+        except InkpackError as e:
+            if single:
+                raise
+            rep.skipped_pages.append(str(e))
+            continue
+        rep.pages += 1
+        rep.lines += len(res.texts)
+        rep.skipped_lines += [f"{f}: {e}" for e in res.errors]
+        if on_page is not None:
+            on_page(f, res)
+        if out is not None:
+            dest = os.path.join(out_dir, os.path.basename(f)) if out_dir else out
+            try:
+                Path(dest).write_bytes(res.xml)
+            except OSError as e:
+                raise InputError(f"{dest}: cannot write ({e.strerror or e})") from None
+            rep.outputs.append(dest)
+    return rep
+
+
+def _check_writable(out: str, is_dir: bool) -> None:
+    """Before any recognition: the output folder can be made, or the output file's folder exists."""
+    try:
+        if is_dir:
+            os.makedirs(out, exist_ok=True)
+            ok = os.access(out, os.W_OK)
+        else:
+            parent = os.path.dirname(os.path.abspath(out))
+            ok = os.path.isdir(parent) and os.access(parent, os.W_OK) and not os.path.isdir(out)
+    except OSError as e:
+        raise InputError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+    if not ok:
+        raise InputError(f"{out}: output path is not writable")
+
+
+# ---- the earlier two-step interface (all crops at once), kept for existing callers -------
+
+def prepare_page(gray: np.ndarray, xml: bytes, name: str = "PAGE-XML") -> PageJob:
+    """Parse and crop every line at once (prefer :func:`recognize_page`, which streams)."""
+    job = open_page(xml, gray.shape[1], gray.shape[0], name)
+    kept_lines = []
+    for k, crop in iter_crops(job, gray):
+        if crop is not None:
+            kept_lines.append(job.lines[k])
+            job.crops.append(crop)
+    job.lines = kept_lines
+    return job
 
 
 def fill_page(job: PageJob, results) -> bytes:
     for line, res in zip(job.lines, results):
-        conf = float(np.mean(res.confidences)) if res.confidences else None
-        set_line_text(line, res.text, conf)
-    return etree.tostring(job.tree, xml_declaration=True, encoding="UTF-8", standalone=True)
+        set_line_text(line, *_text_conf(res))
+    return page_bytes(job.tree)

@@ -6,8 +6,10 @@ Endpoints: ``POST /v1/recognize/line`` (multipart field ``file``, or a raw PNG/J
 ``GET /health``, ``GET /v1/models``, the web demo at ``/``, OpenAPI at ``/docs``.
 
 Every error is JSON ``{"error": "..."}``: 413 body or image too large, 415 wrong content type,
-422 malformed body, 404 unknown path or no model of the needed kind loaded. Requests are
-decoded in the thread pool; model calls go through a :class:`DynamicBatcher` per model.
+422 malformed body, 404 unknown path or no model of the needed kind loaded, 401 missing bearer
+token, 403 foreign ``Origin``/``Host``, 408 body not received in time, 503 (with ``Retry-After``)
+too many requests in progress (see :mod:`inkpack.deploy.guard`). Requests are decoded in the
+thread pool; model calls go through a :class:`DynamicBatcher` per model.
 """
 
 from __future__ import annotations
@@ -26,17 +28,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inkpack.deploy.batching import DynamicBatcher
+from inkpack.deploy.guard import LOOPBACK_NAMES, GuardMiddleware, is_loopback, parse_ink_safely, timed_h11
 from inkpack.deploy.http_io import (
     ApiError,
     BodyLimitMiddleware,
     BodyTooLarge,
     check_image_bytes,
     content_type,
-    parse_ink_body,
     read_form,
     upload_bytes,
 )
-from inkpack.errors import InkpackError
+from inkpack.errors import InkpackError, InputTooLargeError
 
 WEB = Path(__file__).resolve().parent / "web"
 MB = 1024 * 1024
@@ -90,11 +92,16 @@ def _err(status: int, msg: str) -> JSONResponse:
 
 def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
                max_pixels: int = 40_000_000, max_batch: int = 16, max_wait_ms: float = 5.0,
-               max_ink_points: int = 100_000, decoder=None) -> FastAPI:
+               max_ink_points: int = 100_000, decoder=None, token: str | None = None,
+               allow_origins=(), allowed_hosts=None, max_inflight: int = 64,
+               read_timeout: float = 30.0) -> FastAPI:
     """``model``: a line recognizer from ``inkpack.api.load`` or a path (None → the bundled model);
     ``ink_model``: the same for ink (None → the ink endpoint answers 404 with how to load one);
     ``decoder``: a :class:`inkpack.decode.beam.Decoder` (or its options dict) for the line models
-    (image lines and ink lines; a character classifier keeps its top-k), None → each model's own."""
+    (image lines and ink lines; a character classifier keeps its top-k), None → each model's own.
+    ``token``: bearer token required on ``/v1/*``; ``allow_origins``: web origins allowed besides the
+    service's own; ``allowed_hosts``: accepted ``Host`` names (None = any); ``max_inflight``:
+    recognition requests at a time before 503; ``read_timeout``: seconds for the whole body."""
     line, ink = _models(model, ink_model)
     _set_decoder(decoder, line, ink)
     batchers = {
@@ -115,6 +122,8 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
     app.state.line, app.state.ink, app.state.batchers = line, ink, batchers
     app.state.started = time.time()
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_upload_bytes)
+    app.add_middleware(GuardMiddleware, token=token, allow_origins=allow_origins, allowed_hosts=allowed_hosts,
+                       max_inflight=max_inflight, read_timeout=read_timeout)  # outermost: before any read
     _add_handlers(app)
 
     async def run(kind: str, item):
@@ -138,7 +147,7 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
             raise ApiError(404, "no ink model loaded: start the server with --ink-model MODEL "
                                 "(line images work at /v1/recognize/line)")
         body = await request.body()
-        sample = await run_in_threadpool(parse_ink_body, body, content_type(request), max_ink_points)
+        sample = await run_in_threadpool(parse_ink_safely, body, content_type(request), max_ink_points)
         prepared = await run_in_threadpool(ink.prepare_input, sample)
         res = await run("ink", prepared)
         return {"model": ink.name, "kind": ink.input_kind, **res.to_dict()}
@@ -147,7 +156,7 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
               response_class=Response, responses={200: {"content": {"application/xml": {}}}})
     async def recognize_page(request: Request) -> Response:
         """Fill every TextLine's TextEquiv of a PAGE-XML from its page image."""
-        from inkpack.deploy.page import fill_page, prepare_page
+        from inkpack.deploy.page import recognize_page as fill_streaming
 
         if line is None:
             raise ApiError(404, "no line model loaded (start the server with --model MODEL)")
@@ -158,12 +167,14 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
         xml, _ = await upload_bytes(request, ("xml", "pagexml"), form=form, kind="PAGE-XML")
         check_image_bytes(img, declared, max_pixels)
         gray = await run_in_threadpool(lambda: _gray(img, max_pixels))
-        job = await run_in_threadpool(prepare_page, gray, xml)
-        prepared = await run_in_threadpool(lambda: [line.prepare_input(c) for c in job.crops])
-        results = await asyncio.gather(*(run("line", p) for p in prepared))
-        out = await run_in_threadpool(fill_page, job, results)
-        return Response(out, media_type="application/xml",
-                        headers={"X-Inkpack-Lines": str(len(results)), "X-Inkpack-Skipped": str(len(job.errors))})
+
+        def recognize_crops(crops: list) -> list:  # a few lines at a time: memory bounded by the batch
+            futures = [batchers["line"].submit(line.prepare_input(c)) for c in crops]
+            return [f.result() for f in futures]
+
+        page = await run_in_threadpool(fill_streaming, gray, xml, recognize_crops)
+        return Response(page.xml, media_type="application/xml",
+                        headers={"X-Inkpack-Lines": str(len(page.texts)), "X-Inkpack-Skipped": str(len(page.errors))})
 
     @app.get("/health", tags=["service"])
     async def health() -> dict:
@@ -238,7 +249,8 @@ def _add_handlers(app: FastAPI) -> None:
     @app.exception_handler(InkpackError)
     async def bad_input(_r: Request, e: InkpackError):
         msg = str(e)
-        return _err(413 if "too large" in msg else 422, msg)
+        # InputTooLargeError is the 413; the message test covers limits still raised as other types
+        return _err(413 if isinstance(e, InputTooLargeError) or "too large" in msg else 422, msg)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(r: Request, e: StarletteHTTPException):
@@ -282,9 +294,14 @@ def _page_doc() -> dict:
 
 def serve(host: str = "127.0.0.1", port: int = 8000, model=None, ink_model=None,
           log_level: str = "warning", decoder=None, **limits) -> None:
-    """Run the service with uvicorn (one process; batching uses one worker thread per model)."""
+    """Run the service with uvicorn (one process; batching uses one worker thread per model).
+    Listening on a loopback address, only loopback ``Host`` names are accepted (DNS rebinding);
+    connections that do not send their request headers within ``read_timeout`` are closed."""
     import uvicorn
 
+    if is_loopback(host) and limits.get("allowed_hosts") is None:
+        limits["allowed_hosts"] = LOOPBACK_NAMES | {host}
     app = create_app(model, ink_model, decoder=decoder, **limits)
     print(f"inkpack: serving on http://{host}:{port}/ (API docs at /docs)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                http=timed_h11(float(limits.get("read_timeout", 30.0))), timeout_keep_alive=5)

@@ -81,13 +81,18 @@ class CNNDBLSTM(nn.Module):
     def output_lengths(self, widths: torch.Tensor) -> torch.Tensor:
         return self.cnn.out_widths(widths)
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """CNN feature sequence ``[T, B, feat_dim]`` (what feeds the first LSTM layer)."""
+    def features(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        """CNN feature sequence ``[T, B, feat_dim]`` (what feeds the first LSTM layer).
+
+        ``widths``: true widths of a right-padded batch; each example's real frames are then
+        those it gives alone (the padding is re-zeroed before each conv and excluded from
+        each pooling, :func:`inkpack.nn.conv.run_masked`). Without it, the padding of a
+        shorter example reaches its last frames through the convolutions."""
         if images.shape[-2] != self.height:
             raise InkpackError(
                 f"model expects images of height {self.height}, got {images.shape[-2]}"
             )
-        f = self.cnn(images.contiguous(memory_format=torch.channels_last))  # B, C, h, T
+        f = self.cnn(images.contiguous(memory_format=torch.channels_last), widths)  # B, C, h, T
         b, c, h, t = f.shape
         f = f.permute(3, 0, 1, 2).reshape(t, b, c * h)
         return self.proj(f)
@@ -114,7 +119,7 @@ class CNNDBLSTM(nn.Module):
         if widths is None:
             widths = torch.full((images.shape[0],), images.shape[-1], dtype=torch.long)
         lengths = self.output_lengths(widths).clamp(min=1, max=None)
-        feats = self.features(images)
+        feats = self.features(images, widths)
         lengths = lengths.clamp(max=feats.shape[0])
         y = self.sequence(feats, lengths)
         return self.fc(y), lengths

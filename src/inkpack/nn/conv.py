@@ -4,12 +4,23 @@ A config item is ``("c", out_channels, kernel)`` for conv+BN+LeakyReLU (same
 padding, stride 1) or ``("p", pool_h, pool_w)`` for max pooling. Only pooling
 changes sizes, so true widths follow ``ceil(w / pool_w)`` (ceil_mode pooling):
 that is what CTC needs to know about each example.
+
+Batches of mixed widths (one answer per input): an example padded on the right must give,
+on its real columns, what it gives alone. Alone, a convolution reads zeros past the last
+column (its zero padding) and a ``ceil_mode`` pooling window that runs past it ignores the
+missing cells. In a padded batch those columns hold the padding *after* a conv, BatchNorm
+shift, bias or LeakyReLU made it non-zero, and pooling windows straddle the true width. So
+:func:`run_masked` sets the cells past each example's width (at that level,
+``ceil(w / f)`` for the width reduction ``f`` so far) to zero before every convolution that
+pads in width and to ``-inf`` before every pooling wider than one column: each example
+then sees exactly what it sees alone. ``ConvStack.forward(x, widths)`` does this for padded
+batches; :mod:`inkpack.packed_cnn` does it for packed canvases with its own mask.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -17,6 +28,74 @@ from torch import nn
 from inkpack.errors import InkpackError
 
 ConvCfg = Sequence[tuple]
+# layers that map each cell on its own (a zero or -inf cell stays off the examples' cells)
+CELLWISE = (nn.BatchNorm2d, nn.Identity, nn.LeakyReLU, nn.ReLU, nn.Dropout, nn.Tanh)
+
+
+def leaves(layers: nn.Module | Sequence[nn.Module]) -> Iterator[nn.Module]:
+    """The layers of a (nested) ``Sequential`` in order, e.g. the three convs of a Tucker conv."""
+    for m in layers:
+        if isinstance(m, nn.Sequential):
+            yield from leaves(m)
+        else:
+            yield m
+
+
+def _pad_width(conv: nn.Conv2d) -> int:
+    p = conv.padding
+    if isinstance(p, str):  # "same" / "valid"
+        return 0 if p == "valid" else conv.kernel_size[1] // 2
+    return int(p[1])
+
+
+def pool_width(m: nn.MaxPool2d) -> int:
+    return nn.modules.utils._pair(m.kernel_size)[1]
+
+
+def run_masked(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor,
+               off: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Run ``layers`` on ``x`` with the cells off the examples zeroed before each convolution
+    that pads in width and set to ``-inf`` before each max-pooling wider than one column.
+
+    ``off(f, x)``: BoolTensor broadcastable to ``x`` (e.g. ``[B, 1, 1, W]``), True on the cells
+    off the examples of a map whose width is reduced ``f`` times. A ``-inf`` left by a pool is
+    zeroed before the next layer that is not cellwise and at the end (``-inf`` times a weight
+    would give NaN). Masks that cannot change an example's cells are skipped (before a 1x1 conv
+    or a one-column pool), so a layer-by-layer run costs one ``torch.where`` per 3x3 conv/pool."""
+    f, inf_off = 1, False
+    masks: dict[int, torch.Tensor] = {}
+
+    def fill(x: torch.Tensor, value: float) -> torch.Tensor:
+        if f not in masks:
+            masks[f] = off(f, x)
+        # torch.where keeps channels_last (masked_fill does not: a 2x slower conv stack)
+        return torch.where(masks[f], value, x)
+
+    for m in leaves(layers):
+        if isinstance(m, nn.MaxPool2d):
+            if pool_width(m) > 1:
+                x, inf_off = fill(x, float("-inf")), True
+        elif (isinstance(m, nn.Conv2d) and _pad_width(m) > 0) or (inf_off and not isinstance(m, CELLWISE)):
+            x, inf_off = fill(x, 0.0), False
+        x = m(x)
+        if isinstance(m, nn.MaxPool2d):
+            f *= nn.modules.utils._pair(m.stride)[1]
+    return fill(x, 0.0) if inf_off else x
+
+
+def width_index(x: torch.Tensor) -> torch.Tensor:
+    """``[W]`` = 0..W-1 for ``x [..., W]``, built from the tensor so an ONNX trace keeps W dynamic."""
+    return torch.ones_like(x[(0,) * (x.dim() - 1)], dtype=torch.long).cumsum(0) - 1
+
+
+def padded_off(widths: torch.Tensor) -> Callable[[int, torch.Tensor], torch.Tensor]:
+    """``off`` for :func:`run_masked` on a right-padded batch ``[B, C, H, W]`` of true ``widths``."""
+
+    def off(f: int, x: torch.Tensor) -> torch.Tensor:
+        w = torch.div(widths.to(x.device) + (f - 1), f, rounding_mode="floor")
+        return (width_index(x)[None, :] >= w[:, None])[:, None, None, :]
+
+    return off
 
 
 class StridedMaxPool2d(nn.MaxPool2d):
@@ -28,7 +107,9 @@ class StridedMaxPool2d(nn.MaxPool2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kh, kw = self.kernel_size
         plain = self.stride == (kh, kw) and self.padding == 0 and self.dilation == 1 and self.ceil_mode
-        if self.training or x.dim() != 4 or not plain or torch.onnx.is_in_onnx_export():
+        # the ONNX export (legacy exporter) traces: torch.jit.is_tracing() is True there and costs
+        # 1 us where torch.onnx.is_in_onnx_export() costs 9 (per pool, per line)
+        if self.training or x.dim() != 4 or not plain or torch.jit.is_tracing():
             return super().forward(x)
         h, w = x.shape[-2:]
         ph, pw = (-h) % kh, (-w) % kw
@@ -67,8 +148,16 @@ class ConvStack(nn.Module):
         self.body = nn.Sequential(*layers)
         self.out_channels = c
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+    def forward(self, x: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, C, H, W]``; with ``widths`` (true widths of a right-padded batch) each example's
+        real cells are exactly what it gives alone (:func:`run_masked`). A batch without
+        padding (all widths = W, e.g. one line) skips the masks, except while tracing."""
+        if widths is None:
+            return self.body(x)
+        # (the ONNX exporter traces: the masks stay in its graph whatever widths it traces with)
+        if not torch.jit.is_tracing() and bool((widths >= x.shape[-1]).all()):
+            return self.body(x)
+        return run_masked(self.body, x, padded_off(widths))
 
     def out_size(self, h: int, w: int) -> tuple[int, int]:
         for ph, pw in self.pools:

@@ -1,12 +1,30 @@
-"""Training configuration of the line recognizers: dataclass defaults, YAML file, CLI overrides."""
+"""Training configuration of the line recognizers: dataclass defaults, YAML file, CLI overrides.
+
+``TrainConfig.validate()`` checks every field against its declared type and range and raises a
+``ConfigError`` naming the field (and the file, for a YAML config). Paths in a YAML config
+(``train``, ``val``, ``out``, ``init_from``) are relative to the config file's folder; a path
+that exists only relative to the working directory is still taken from there (configs written
+before this rule, run from the repository root).
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import types
+import typing
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import yaml
 
-from inkpack.errors import InkpackError
+from inkpack.errors import ConfigError
+
+BATCHING = ("pad-max", "pad-min", "pack")
+PATH_FIELDS = ("train", "val", "out", "init_from")
+MIN_HEIGHT = 8
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -46,16 +64,156 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str, **overrides) -> "TrainConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise InkpackError(f"{path}: config file not found") from None
-        except yaml.YAMLError as e:
-            raise InkpackError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        """The config in ``path`` (paths resolved relative to it), then ``overrides`` (not None)."""
+        data = read_yaml_mapping(path)
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise InkpackError(f"{path}: unknown config keys {sorted(unknown)}")
+            raise ConfigError(f"{path}: unknown config keys {sorted(map(str, unknown))}")
+        resolve_paths(data, path, PATH_FIELDS)
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
+        try:
+            cfg = cls(**data)
+            cfg.validate()
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        return cfg
+
+    def validate(self) -> "TrainConfig":
+        """Types from the dataclass annotations, then ranges; ``ConfigError`` names the field."""
+        check_types(self)
+        positive = ("height", "batch_size", "epochs", "ckpt_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "patience", "threads", "max_steps", "workers", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be 0 or more, got {getattr(self, name)}")
+        for name in ("limit", "val_limit"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name}: must be at least 1 (or absent), got {v}")
+        if self.height < MIN_HEIGHT:
+            raise ConfigError(f"height: must be at least {MIN_HEIGHT} pixels, got {self.height}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr: must be a finite number greater than 0, got {self.lr}")
+        for name in ("weight_decay", "time_limit"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}: must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema: must be in [0, 1) (0 = off, e.g. 0.999), got {self.ema}")
+        if self.batching not in BATCHING:
+            raise ConfigError(f"batching: must be one of {', '.join(BATCHING)}, got {self.batching!r}")
+        if not _DEVICE.match(self.device.strip().lower()):
+            raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        from inkpack.models import REGISTRY
+
+        if self.arch not in REGISTRY:
+            raise ConfigError(f"arch: unknown architecture {self.arch!r} (one of {', '.join(sorted(REGISTRY))})")
+        return self
+
+
+# ---------------------------------------------------------------------- shared helpers
+def read_yaml_mapping(path: str) -> dict:
+    """A YAML file holding a mapping, or a one-line ``ConfigError`` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a YAML config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (invalid UTF-8); expected a YAML config") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got a YAML {type(data).__name__}")
+    return data
+
+
+def _exists(p: Path) -> bool:
+    return p.exists() or p.with_name(p.name + ".json").exists()  # a model stem counts
+
+
+def resolve_path(value: str, base: Path) -> str:
+    """``value`` relative to ``base`` (the config's folder); kept as given when absolute, or when
+    only the working directory has it (legacy configs run from the repository root)."""
+    p = Path(os.path.expanduser(value))
+    if p.is_absolute():
+        return str(p)
+    near = Path(os.path.normpath(base / p))
+    if _exists(near) or not _exists(p):
+        return str(near)
+    return str(p)
+
+
+def resolve_paths(data: dict, config_path: str, names: tuple[str, ...]) -> dict:
+    base = Path(config_path).parent
+    for name in names:
+        if isinstance(data.get(name), str) and data[name]:
+            data[name] = resolve_path(data[name], base)
+    return data
+
+
+def _type_ok(value, tp) -> tuple[bool, object]:
+    """(ok, value converted) for a value against an annotation (int, float, str, bool, dict,
+    list[str], X | None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, v = _type_ok(value, arg)
+            if ok:
+                return True, v
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads ``1e-3`` as a string
+            try:
+                value = float(value)
+            except ValueError:
+                return False, value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, value
+        return math.isfinite(value), float(value)
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (object,)
+        if not isinstance(value, list):
+            return False, value
+        return all(inner is object or isinstance(v, inner) for v in value), value
+    if tp is dict or origin is dict:
+        return isinstance(value, dict), value
+    if tp is str:
+        return isinstance(value, str), value
+    return True, value
+
+
+_NAMES = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false",
+          dict: "a mapping"}
+
+
+def _describe(tp) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (
+        typing.Union, types.UnionType) else [tp]
+    names = [_NAMES.get(a, "a list of strings" if typing.get_origin(a) is list else str(a)) for a in args]
+    return " or ".join(names) + (" (or absent)" if len(args) < len(typing.get_args(tp)) else "")
+
+
+def check_types(cfg) -> None:
+    """Every dataclass field of ``cfg`` has a value of its annotated type (floats converted)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        ok, conv = _type_ok(value, hints[f.name])
+        if not ok:
+            raise ConfigError(f"{f.name}: expected {_describe(hints[f.name])}, got {value!r}")
+        setattr(cfg, f.name, conv)

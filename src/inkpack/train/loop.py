@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -31,13 +31,14 @@ from inkpack.batching import Batch, bucket_batches, random_batches
 from inkpack.data.alphabet import Alphabet
 from inkpack.data.images import AugmentConfig
 from inkpack.data.lines import LineBatcher, LineSet, load_lineset
+from inkpack.devices import resolve_device
 from inkpack.errors import InkpackError, UnknownCharacterError
-from inkpack.metrics import ErrorCounts
 from inkpack.model_io import save_model
 from inkpack.models import REGISTRY, build_model
 from inkpack.train.checkpoint import load_checkpoint, rng_state, set_rng_state
 from inkpack.train.config import TrainConfig
 from inkpack.train.ctc import BatchForward, ctc_loss, needed_frames, run_model
+from inkpack.train.ema import Precision, WeightEMA
 from inkpack.train.distributed import (
     DistEnv,
     all_reduce_sums,
@@ -51,6 +52,7 @@ from inkpack.train.distributed import (
 from inkpack.train.schedule import warmup_cosine
 from inkpack.train.sharding import DistributedBatchSampler, batch_cost, imbalance
 from inkpack.train.step_batches import BatchMaker, step_batches
+from inkpack.train.validate import validate_lines
 
 # cost model of a rank's share under each batching (pad-max pads all alike: cost = count)
 SHARD_MODE = {"pad-min": "padded", "pack": "packed", "pad-max": "count"}
@@ -131,7 +133,11 @@ class Trainer:
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
         cfg = self.cfg
-        self.env = env = init_distributed()
+        env = init_distributed()
+        if not env.distributed:  # --device; torchrun jobs take one GPU per rank (or the CPU)
+            env = replace(env, device=resolve_device(cfg.device))
+        self.env = env
+        self.precision = Precision(env.device)  # mixed precision on CUDA, plain fp32 on the CPU
         torch.manual_seed(cfg.seed)
         ckpt = load_checkpoint(self.ckpt_path)
         alphabet = Alphabet.from_dict(ckpt["alphabet"]) if ckpt else None
@@ -161,6 +167,7 @@ class Trainer:
             pack_opts = pack_options(self.model)
         self.batch_maker = BatchMaker(self.train_batcher, cfg.batching, cfg.height, self.max_width, pack_opts)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None
         sizes = [(cfg.height, w) for w in self.train_set.widths]
         self.sampler = DistributedBatchSampler(
             self._epoch_batches, env.rank, env.world_size, sizes.__getitem__, SHARD_MODE[cfg.batching]
@@ -178,6 +185,9 @@ class Trainer:
             torch.manual_seed(cfg.seed + 1_000_003 * (env.rank + 1))
         if ckpt:
             self.model.load_state_dict(ckpt["model"])
+            if self.ema is not None and ckpt.get("ema"):  # else it starts from the loaded weights
+                self.ema.load_state_dict(ckpt["ema"])
+            self.precision.load_state_dict(ckpt.get("amp"))
             self.opt.load_state_dict(ckpt["optimizer"])
             self.sched.load_state_dict(ckpt["scheduler"])
             self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
@@ -243,6 +253,10 @@ class Trainer:
             "alphabet": self.alphabet.to_dict(),
             "config": asdict(self.cfg),
         }
+        if self.ema is not None:
+            ckpt["ema"] = self.ema.state_dict()
+        if self.precision.enabled:
+            ckpt["amp"] = self.precision.state_dict()
         cuda = env.device.type == "cuda"
         if cuda:
             ckpt["cuda_rng"] = torch.cuda.get_rng_state(env.device)
@@ -268,42 +282,29 @@ class Trainer:
         """One optimiser step; ``global_count`` = examples of the step over all ranks (DDP)."""
         self.model.train()
         batch = batch.to(self.env.device)  # images only (a no-op on CPU); sizes stay on the CPU
-        if self.ddp is None:
-            logits, lengths = self.forward(batch)
-            loss = objective = ctc_loss(logits, lengths, batch)
-        else:
-            logits, lengths = self.ddp(batch)
-            loss = ctc_loss(logits, lengths, batch)
-            objective = scale_loss(loss * len(batch), global_count or len(batch), self.env.world_size)
+        with self.precision.autocast():
+            if self.ddp is None:
+                logits, lengths = self.forward(batch)
+                loss = objective = ctc_loss(logits.float(), lengths, batch)
+            else:
+                logits, lengths = self.ddp(batch)
+                loss = ctc_loss(logits.float(), lengths, batch)
+                objective = scale_loss(loss * len(batch), global_count or len(batch), self.env.world_size)
         self.opt.zero_grad(set_to_none=True)
-        objective.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)  # DDP: on the averaged gradient
-        self.opt.step()
+        # clipped to norm 5 (DDP: on the averaged gradient)
+        self.precision.step(objective, self.opt, self.model.parameters(), 5.0)
         self.sched.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return float(loss.detach())
 
-    @torch.no_grad()
-    def validate(self) -> dict:
-        """CER/WER/loss; with N ranks each decodes every N-th batch and the counts are summed."""
-        from inkpack.decode.greedy import greedy_decode
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is validated and shipped: the weight average when enabled, else the model."""
+        return self.ema.module if self.ema is not None else self.model
 
-        self.model.eval()
-        env = self.env
-        counts, loss_sum, n = ErrorCounts(), 0.0, 0
-        vb = LineBatcher(self.val_set, self.alphabet, None, unknown_policy="skip")
-        order = sorted(range(len(self.val_set)), key=lambda i: self.val_set.widths[i])
-        for s in list(range(0, len(order), 32))[env.rank :: env.world_size]:
-            batch = vb(order[s : s + 32]).to(env.device)
-            logits, lengths = self.model(batch.images, batch.heights, batch.widths)
-            loss_sum += float(ctc_loss(logits, lengths, batch)) * len(batch)
-            n += len(batch)
-            for labels, ref in zip(greedy_decode(logits.log_softmax(-1), lengths), batch.texts):
-                counts.add(self.alphabet.decode(labels), ref)
-        if env.distributed:
-            tot = all_reduce_sums({**asdict(counts), "loss": loss_sum, "n": n}, env)
-            counts = ErrorCounts(**{k: round(tot[k]) for k in asdict(counts)})
-            loss_sum, n = tot["loss"], round(tot["n"])
-        return {"val_cer": counts.cer, "val_wer": counts.wer, "val_loss": loss_sum / max(1, n)}
+    def validate(self) -> dict:
+        return validate_lines(self.eval_model, self.val_set, self.alphabet, self.env)
 
     # ---------------------------------------------------------------- run
     def fit(self) -> dict:
@@ -390,11 +391,11 @@ class Trainer:
             self.best_cer, self.bad_epochs = rec["val_cer"], 0
             if env.is_main:
                 metrics = {k: rec[k] for k in ("val_cer", "val_wer", "epoch")}
-                save_model(self.model, self.model_config(metrics), self.out / "best")
+                save_model(self.eval_model, self.model_config(metrics), self.out / "best")
         else:
             self.bad_epochs += 1
         if self.val_set is None and env.is_main:
-            save_model(self.model, self.model_config(), self.out / "best")
+            save_model(self.eval_model, self.model_config(), self.out / "best")
         self.epoch += 1
         self.step_in_epoch, self.epoch_loss, self.epoch_imbalance = 0, (0.0, 0), (0.0, 0)
         self.elapsed = time.time() - start

@@ -1,0 +1,283 @@
+"""``inkpack evaluate``, ``recognize`` and ``demo``: the commands that run a recognizer.
+
+One preprocessing for all of them: every line image goes through the recognizer's own
+``prepare`` (``LineRecognizer.prepare``, shared by the Python API and the service), whatever
+command reads it. ``--model`` takes a name, a path or an ``.onnx`` file everywhere, as
+``inkpack.load`` does. Files are dispatched by content (``inkpack.api.file_kind``): images to the
+line model, ink lines (InkML, IAM-OnDB ``.xml`` strokes) to the online line model, CASIA ``.pot``
+characters to the character model, unless ``--model`` says otherwise.
+
+Nothing here imports torch at module level (``inkpack --help`` imports this module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from inkpack.errors import BadSampleError, ConfigError, InkpackError, InputError
+
+REPO = Path(__file__).resolve().parents[2]
+INK_DATA = (".pot", ".npz")
+CHUNK = 128  # lines decoded and prepared at a time: memory stays bounded on large sets
+
+
+def _decoder(a: argparse.Namespace):
+    """The decoder asked for; ``--lm`` without ``--decoder`` means beam search with that LM."""
+    kind = getattr(a, "decoder", None)
+    lm = getattr(a, "lm", None)
+    if kind is None:
+        kind = "beam+lm" if lm else "greedy"
+    elif lm and kind != "beam+lm":
+        raise ConfigError(f"--lm is only used by --decoder beam+lm (got --decoder {kind}): "
+                          "drop --decoder, or drop --lm")
+    if kind == "greedy":
+        return None
+    from inkpack.decode.beam import Decoder
+
+    if kind == "beam+lm" and not lm:
+        raise ConfigError("--decoder beam+lm needs --lm LM.arpa (train one with `inkpack lm train`)")
+    if getattr(a, "beam", 16) < 1:
+        raise ConfigError(f"--beam must be at least 1, got {a.beam}")
+    return Decoder(kind, beam=a.beam, lm=lm, lexicon=a.lexicon, alpha=a.alpha, beta=a.beta)
+
+
+def _progress(mode: str, total: int, desc: str):
+    from tqdm import tqdm
+
+    disable = {"on": False, "off": True}.get(mode)  # auto (None): only when stderr is a terminal
+    return tqdm(total=total, desc=desc, unit="line", disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+
+def _field(text: str) -> str:
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+# ------------------------------------------------------------------ evaluate
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from inkpack.jsonio import check_output_file
+
+    check_output_file(a.json, "--json")
+    check_output_file(a.output, "--output")
+    if not os.path.exists(a.data):
+        raise InputError(f"{a.data}: file not found")
+    if not os.path.isdir(a.data):
+        from inkpack.api import file_kind
+
+        if Path(a.data).suffix.lower() in INK_DATA or file_kind(a.data) == "npz":
+            if a.output:
+                raise ConfigError("--output: per-line results are written for line images, not ink data")
+            from inkpack.ink_commands import evaluate_ink
+
+            evaluate_ink(a.data, a.model, a.json, threads=a.threads, batch_size=a.batch_size, decoder=_decoder(a))
+            return 0
+    res = evaluate_lines(a)
+    print(f"CER {100 * res['cer']:.2f}%  WER {100 * res['wer']:.2f}%  lines {res['lines']}  "
+          f"{res['lines_per_s']:.1f} lines/s  {res['ms_per_line']:.2f} ms/line")
+    if a.json:
+        from inkpack.jsonio import write_json
+
+        write_json(a.json, res, flag="--json")
+    return 0
+
+
+def evaluate_lines(a: argparse.Namespace) -> dict:
+    """CER/WER of line images; lines decoded ``CHUNK`` at a time; model time is what ms/line counts."""
+    from inkpack.api import line_backend
+    from inkpack.data.images import load_gray
+    from inkpack.data.lines import read_records
+    from inkpack.metrics import ErrorCounts
+
+    rec = line_backend(a.model, _decoder(a), a.threads, a.device)
+    records, errors = read_records(a.data)
+    skipped = list(errors)
+    for msg in errors:
+        print(f"skipped: {msg}", file=sys.stderr)
+    counts, rows, n, model_s, warm = ErrorCounts(), [], 0, 0.0, False
+    with _progress(getattr(a, "progress", "auto"), len(records), f"evaluating {Path(a.data).name}") as bar:
+        for s in range(0, len(records), CHUNK):
+            ims, kept = [], []
+            for r in records[s : s + CHUNK]:
+                try:
+                    ims.append(rec.prepare(r.crop if r.crop is not None else load_gray(r.path)))
+                    kept.append(r)
+                except (BadSampleError, InputError) as e:  # skipped and counted, as in training
+                    skipped.append(str(e))
+                    bar.write(f"skipped: {e}", file=sys.stderr)
+            if ims and not warm:
+                rec.recognize_prepared(ims[:4], a.batch_size)
+                warm = True
+            t0 = time.perf_counter()
+            hyps = rec.recognize_prepared(ims, a.batch_size) if ims else []
+            model_s += time.perf_counter() - t0
+            for r, h in zip(kept, hyps):
+                one = ErrorCounts()
+                one.add(h, r.text)
+                counts.add(h, r.text)
+                rows.append((r.id if r.crop is not None else r.path, r.text, h, one.cer))
+            n += len(kept)
+            bar.update(min(CHUNK, len(records) - s))
+    if n == 0:
+        raise InputError(f"{a.data}: no readable lines ({len(skipped)} skipped)")
+    if a.output:
+        from inkpack.jsonio import write_text
+
+        body = "".join(f"{_field(i)}\t{_field(r)}\t{_field(h)}\t{c:.4f}\n" for i, r, h, c in rows)
+        write_text(a.output, "image\treference\thypothesis\tcer\n" + body, "--output")
+    model_s = max(model_s, 1e-9)
+    return {"cer": counts.cer, "wer": counts.wer, "lines": n, "skipped": len(skipped),
+            "lines_per_s": n / model_s, "ms_per_line": 1000 * model_s / n, "threads": a.threads,
+            "batch_size": a.batch_size, "decoder": getattr(a, "decoder", None) or ("beam+lm" if a.lm else "greedy"),
+            "backend": getattr(rec, "backend", "torch")}
+
+
+# ------------------------------------------------------------------ recognize
+def _model_kind(model: str | None) -> str:
+    """``image``, ``ink`` or ``char``: what ``--model`` reads (None: no model given)."""
+    if model is None:
+        return "none"
+    if str(model).lower().endswith(".onnx"):
+        from inkpack.deploy.runtime import read_sidecar
+
+        return str(read_sidecar(model)["onnx"].get("input_kind", "image"))
+    from inkpack.api import _input_kind
+    from inkpack.model_io import read_config, resolve
+
+    return _input_kind(read_config(resolve(str(model))))
+
+
+class _Out:
+    """Prints results as they come (text) or collects them for one JSON document (``--json``)."""
+
+    def __init__(self, as_json: bool, multi: bool) -> None:
+        self.as_json, self.multi, self.items, self.failed = as_json, multi, [], 0
+
+    def result(self, name: str, r, text: str, sample: bool = False) -> None:
+        if self.as_json:
+            self.items.append({"input": name, **r.to_dict()})
+        else:
+            print(f"{name}\t{text}" if (self.multi or sample) else text, flush=False)
+
+    def error(self, name: str, e: Exception) -> None:
+        self.failed += 1
+        msg = str(e) if name in str(e) else f"{name}: {e}"
+        print(f"error: {msg}", file=sys.stderr)
+        if self.as_json:
+            self.items.append({"input": name, "error": msg})
+
+    def close(self) -> None:
+        if self.as_json:
+            from inkpack.jsonio import dumps
+
+            print(dumps(self.items, indent=2))
+        sys.stdout.flush()
+
+
+def cmd_recognize(a: argparse.Namespace) -> int:
+    from inkpack.api import file_kind
+
+    kind_of_model = _model_kind(a.model)
+    decoder = _decoder(a)
+    out = _Out(a.json, len(a.images) > 1)
+    state: dict = {}
+    pending: list[str] = []
+    for path in a.images:
+        kind = file_kind(path) if os.path.isfile(path) else "image"
+        if kind == "image":
+            pending.append(path)
+            if len(pending) >= CHUNK:
+                _images(pending, a, kind_of_model, decoder, state, out)
+            continue
+        _images(pending, a, kind_of_model, decoder, state, out)
+        if kind in ("pagexml", "xml"):
+            what = "PAGE-XML" if kind == "pagexml" else "an XML file that is neither InkML nor IAM-OnDB strokes"
+            out.error(path, InputError(f"{path}: {what}; recognize reads line images and ink "
+                                       "(score PAGE-XML with `inkpack evaluate`)"))
+            continue
+        _ink(path, kind, a, kind_of_model, decoder, state, out)
+    _images(pending, a, kind_of_model, decoder, state, out)
+    out.close()
+    return 2 if out.failed else 0
+
+
+def _images(paths: list[str], a, kind_of_model: str, decoder, state: dict, out: _Out) -> None:
+    """Recognize the image files in ``paths`` (then empty it), batched by width."""
+    if not paths:
+        return
+    todo, paths[:] = list(paths), []
+    if kind_of_model not in ("none", "image"):
+        for p in todo:
+            out.error(p, ConfigError(f"--model {a.model} is an {kind_of_model!r} model; {p} is an image"))
+        return
+    if "image" not in state:
+        from inkpack.api import ImageRecognizer, line_backend
+
+        name = Path(str(a.model)).stem if a.model else "default"
+        state["image"] = ImageRecognizer(line_backend(a.model, None, a.threads, a.device), name,
+                                         batch_size=a.batch_size, decoder=decoder)
+    rec = state["image"]
+    prepared, names = [], []
+    for p in todo:
+        try:
+            prepared.append(rec.prepare_input(p))
+            names.append(p)
+        except InkpackError as e:  # unreadable, too large, not an image
+            out.error(p, e)
+    order = sorted(range(len(prepared)), key=lambda i: prepared[i].tensor.shape[-1])
+    results: dict[int, object] = {}
+    for s in range(0, len(order), a.batch_size):
+        idx = order[s : s + a.batch_size]
+        for i, r in zip(idx, rec.run_prepared([prepared[i] for i in idx])):
+            results[i] = r
+    for i, name in enumerate(names):
+        out.result(name, results[i], results[i].text)
+
+
+def _ink(path: str, kind: str, a, kind_of_model: str, decoder, state: dict, out: _Out) -> None:
+    from inkpack.ink_commands import default_model, format_result, ink_recognizer, ink_results
+
+    if kind_of_model == "image":
+        out.error(path, ConfigError(f"--model {a.model} reads images; {path} is ink (omit --model "
+                                    "for the bundled ink models, or give an ink model)"))
+        return
+    key = a.model or default_model(kind)
+    try:
+        if key not in state:
+            state[key] = ink_recognizer(a.model, kind, a.threads, decoder)
+        rec = state[key]
+        for name, r in ink_results(path, rec, kind):
+            if isinstance(r, InkpackError):
+                out.error(name, r)
+            else:
+                out.result(name, r, format_result(rec, r), sample=True)
+    except InkpackError as e:
+        out.error(path, e)
+
+
+# ------------------------------------------------------------------ demo
+def cmd_demo(a: argparse.Namespace) -> int:
+    """Recognize the bundled sample lines with the bundled model."""
+    from inkpack.api import line_backend
+    from inkpack.data.images import load_gray
+    from inkpack.data.lines import read_records
+    from inkpack.metrics import ErrorCounts
+
+    rec = line_backend(a.model, None, 1, "cpu")
+    records, errors = read_records(str(REPO / "samples" / "hooker" / "samples.tsv"))
+    if errors or not records:
+        raise InputError(f"bundled samples unreadable: {errors[:1] or 'no lines'}")
+    images = [rec.prepare(load_gray(r.path)) for r in records]
+    rec.recognize_prepared(images[:2], 1)
+    counts = ErrorCounts()
+    t0 = time.perf_counter()
+    hyps = [rec.recognize_prepared([im], 1)[0] for im in images]
+    dt = time.perf_counter() - t0
+    for r, h in zip(records, hyps):
+        counts.add(h, r.text)
+        print(f"{r.id}\n  truth: {r.text}\n  read:  {h}")
+    print(f"\n{len(hyps)} lines  CER {100 * counts.cer:.2f}%  WER {100 * counts.wer:.2f}%  "
+          f"{1000 * dt / len(hyps):.1f} ms/line (1 thread)")
+    return 0

@@ -1,0 +1,123 @@
+"""Whole pages: ``segment_page`` (image -> lines in reading order) and ``recognize_page``
+(segment, crop each line by its polygon as the line data was made, recognize).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from inkpack.data.images import load_gray
+from inkpack.errors import InputError
+from inkpack.segment.data import prepare
+from inkpack.segment.model import SegNet, load_segmenter
+from inkpack.segment.postprocess import Line, Params, maps_to_lines
+
+
+@dataclass
+class PageResult:
+    width: int
+    height: int
+    lines: list[Line]
+    texts: list[str] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    image: str = ""
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.texts)
+
+
+class Segmenter:
+    """A loaded segmentation model (``path``: stem/.json/.safetensors, default the bundled one)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, model: SegNet | None = None,
+                 config: dict | None = None, params: Params | None = None) -> None:
+        if model is None:
+            model, config = load_segmenter(path)
+        self.model = model.eval()
+        self.config = config
+        self.params = params or Params(**config.get("postprocess", {}))
+
+    @torch.inference_mode()
+    def maps(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
+        """Probability maps [C, h, w] at half the network input's resolution and the scan->input scale."""
+        x, s = prepare(gray, int(self.config["long_side"]))
+        prob = torch.sigmoid(self.model(torch.from_numpy(x)[None, None]))[0].numpy()
+        h, w = gray.shape
+        vh, vw = max(1, round(h * s / 2)), max(1, round(w * s / 2))
+        return prob[:, :vh, :vw], s
+
+    def segment(self, image) -> list[Line]:
+        gray = to_gray(image)
+        prob, s = self.maps(gray)
+        return maps_to_lines(prob, to_page=2.0 / s, p=self.params)
+
+
+def to_gray(image) -> np.ndarray:
+    """A path, bytes, PIL image or numpy array (gray, RGB or RGBA) -> 2-D uint8."""
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.ndim == 3 and a.shape[2] in (3, 4):
+            a = cv2.cvtColor(a[..., :3].astype(np.uint8), cv2.COLOR_RGB2GRAY)
+        if a.ndim != 2 or a.size == 0:
+            raise InputError(f"page image array of shape {image.shape}: expected 2-D gray or H x W x 3")
+        return a.astype(np.uint8) if a.dtype != np.uint8 else a
+    if hasattr(image, "convert"):  # PIL
+        return np.asarray(image.convert("L"))
+    return load_gray(image)
+
+
+def segment_page(image, model: Segmenter | str | os.PathLike | None = None) -> list[Line]:
+    """Lines of a page (baseline, polygon, region, order) in page pixel coordinates."""
+    seg = model if isinstance(model, Segmenter) else Segmenter(model)
+    return seg.segment(image)
+
+
+def crop_line(gray: np.ndarray, polygon: np.ndarray) -> np.ndarray | None:
+    """Bounding-box crop, pixels outside the polygon set to the median gray inside it."""
+    h, w = gray.shape
+    x0, y0 = np.floor(polygon.min(0)).astype(int)
+    x1, y1 = np.ceil(polygon.max(0)).astype(int)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1 + 1), min(h, y1 + 1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    crop = gray[y0:y1, x0:x1].copy()
+    mask = np.zeros(crop.shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon - [x0, y0]).astype(np.int32)], 1)
+    inside = crop[mask == 1]
+    if inside.size:
+        crop[mask == 0] = np.uint8(np.median(inside))
+    return crop
+
+
+def recognize_lines(gray: np.ndarray, polygons: list[np.ndarray], recognizer) -> tuple[list[str], list[float]]:
+    """Texts and mean confidences; ``recognizer``: ``inkpack.load()`` result or a ``LineRecognizer``."""
+    crops = [crop_line(gray, p) for p in polygons]
+    idx = [i for i, c in enumerate(crops) if c is not None]
+    texts, confs = [""] * len(crops), [0.0] * len(crops)
+    if idx:
+        out = recognizer.recognize([crops[i] for i in idx])
+        for i, r in zip(idx, out):
+            texts[i] = r if isinstance(r, str) else r.text
+            c = getattr(r, "confidences", None)
+            confs[i] = float(np.mean(c)) if c else (1.0 if isinstance(r, str) else 0.0)
+    return texts, confs
+
+
+def recognize_page(image_path, seg_model: Segmenter | str | None = None, line_recognizer=None) -> PageResult:
+    """Segment a page, recognize each line; ``.text`` is the page text in reading order."""
+    if line_recognizer is None:
+        from inkpack.api import load
+
+        line_recognizer = load()
+    seg = seg_model if isinstance(seg_model, Segmenter) else Segmenter(seg_model)
+    gray = to_gray(image_path)
+    lines = seg.segment(gray)
+    texts, confs = recognize_lines(gray, [ln.polygon for ln in lines], line_recognizer)
+    name = str(image_path) if isinstance(image_path, (str, os.PathLike)) else ""
+    return PageResult(gray.shape[1], gray.shape[0], lines, texts, confs, name)
