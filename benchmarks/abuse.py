@@ -309,12 +309,13 @@ def main(argv: list[str] | None = None) -> int:
             res = asyncio.run(run_kinds(url, auth, ["valid_line"], lines, 200 if q else 600, 160, 120))
             rows.append(summarize("overload_160_at_once", [r[:3] for r in res], {200, 503}, mem_mb(pid),
                                   {"503_with_retry_after": sum(1 for r in res if r[1] == 503 and r[2])}))
+            time.sleep(2.0)  # the server gives freed memory back a second after it goes idle
             before = mem_mb(pid)
             reset_peak(pid)
             t0 = time.perf_counter()
             res = asyncio.run(run_kinds(url, auth, MIX, lines, burst, a.concurrency, time_limit))
             wall = time.perf_counter() - t0
-            time.sleep(1.0)
+            time.sleep(2.0)
             after = mem_mb(pid)
             valid = [r for r in res if r[3] and r[1] == 200]
             burst_row = summarize("mixed_burst", [r[:3] for r in res], None, after,
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = max(r["peak_mb"] for r in rows)
     drift = (burst_row["rss_mb"] - before["rss_mb"]) / before["rss_mb"]
     goals = {"zero_5xx": sum(r["errors_5xx"] for r in rows) == 0, "zero_tracebacks": tracebacks == 0,
-             "peak_rss_under_1gb": peak < 1024, "rss_back_within_10pct": abs(drift) <= 0.10,
+             "peak_rss_under_1gb": peak < 1024, "rss_back_within_10pct": drift <= 0.10,
              "stalled_all_closed": all(r.get("closed_by_server", 0) == r["requests"] for r in rows
                                        if r["class"].startswith("stalled")),
              "alive_after": alive == 200}

@@ -26,7 +26,10 @@ def is_abbreviation(short: str, long: str) -> bool:
     (``wd``/``would``, ``recd``/``received``), its letters in order, the first letter kept."""
     if short == "&" and long.lower() == "and":
         return True
-    if not short or len(short) > len(long) // 2 or short[0].lower() != long[0].lower():
+    # words of 4+ letters only: a dropped letter of "to" or "in" is a reading error, not a form
+    if not (short.isalpha() and long.isalpha()) or len(long) < 4:
+        return False
+    if len(short) > len(long) // 2 or short[0].lower() != long[0].lower():
         return False
     it = iter(long.lower())
     return all(c in it for c in short.lower())
@@ -52,7 +55,7 @@ def read(tsv, limit):
 def main() -> int:
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "hooker-darknet"))
-    ap.add_argument("--min-count", type=int, default=3, help="times a pair must be seen on train (default 3)")
+    ap.add_argument("--min-count", type=int, default=2, help="times a pair must be seen on train (default 3)")
     a = ap.parse_args()
     import torch
 

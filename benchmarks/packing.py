@@ -131,7 +131,7 @@ def padded_forward(model, batch):
 def padded_pseq_forward(model, batch):
     """A CNN-DBLSTM's padded forward with its DBLSTM on a ``PackedSequence`` (the former way)."""
     lengths = model.output_lengths(batch.widths).clamp(min=1)
-    return model.fc(model.sequence(model.features(batch.images), lengths, packed=True)), lengths
+    return model.fc(model.sequence(model.features(batch.images, batch.widths), lengths, packed=True)), lengths
 
 
 def one_step(model, sizes, idx, kind, max_hw, gen) -> dict:

@@ -23,6 +23,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from common import REPO, SHARED, machine, parser, table, write_json
@@ -78,12 +79,14 @@ def lines_per_s(cfg, steps: int = 8) -> float:
 
 
 def ms_per_line(model, val_set, lines: int = 40) -> float:
+    from inkpack.recognizer import u8_to_tensor
+
     torch.set_num_threads(1)
     model.eval()
     t = 0.0
     with torch.no_grad():
         for img in val_set.images[:lines]:
-            x = torch.from_numpy(img)[None, None]
+            x = u8_to_tensor(img)[None] if img.dtype == np.uint8 else torch.from_numpy(img)[None, None]
             t0 = time.perf_counter()
             model(x, None, torch.tensor([x.shape[-1]]))
             t += time.perf_counter() - t0

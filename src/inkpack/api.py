@@ -26,24 +26,29 @@ import numpy as np
 import torch
 
 from inkpack.data.images import DEFAULT_MAX_PIXELS, load_gray
-from inkpack.errors import BadSampleError, InkpackError
+from inkpack.errors import BadSampleError, InkpackError, InputTooLargeError
 
 
 @dataclass
 class Recognition:
     """One result. ``positions[i]`` is ``(start, end)``: image pixels ``[x0, x1)``, or for ink
     lines the ink x-range of the character's points; ``candidates`` are ``(text, probability)``
-    alternatives, best first (the top classes of a character model)."""
+    alternatives, best first (the top classes of a character model). ``warnings``: reasons to
+    doubt that an image input was one text line (a page, a rotated line, a blank image; see
+    :func:`inkpack.data.images.line_image_warnings`), in ``to_dict`` only when there are some."""
 
     text: str
     confidences: list[float] = field(default_factory=list)
     positions: list[tuple[float, float]] = field(default_factory=list)
     candidates: list[tuple[str, float]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["positions"] = [list(p) for p in self.positions]
         d["candidates"] = [{"text": t, "probability": p} for t, p in self.candidates]
+        if not self.warnings:
+            del d["warnings"]
         return d
 
     def with_decoder(self, decoder, log_probs: np.ndarray, alphabet) -> Recognition:
@@ -52,15 +57,16 @@ class Recognition:
         if decoder is None:
             return self
         text = decoder.decode(log_probs, alphabet)
-        return self if text == self.text else Recognition(text)
+        return self if text == self.text else Recognition(text, warnings=list(self.warnings))
 
 
 @dataclass
 class PreparedImage:
-    """A model-ready line ``[1, H, W]`` and the input width it came from."""
+    """A model-ready line ``[1, H, W]``, the input width it came from and the input's warnings."""
 
     tensor: torch.Tensor
     source_width: int
+    warnings: list[str] = field(default_factory=list)
 
 
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP",
@@ -115,10 +121,14 @@ def is_ink_input(x) -> bool:
     return False
 
 
-def to_gray(x, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Any supported image input → 2-D uint8 gray (paper light or dark: ``prepare_line`` decides)."""
+def to_gray(x, max_pixels: int = DEFAULT_MAX_PIXELS, height: int | None = None,
+            max_width: int | None = None) -> np.ndarray:
+    """Any supported image input → 2-D uint8 gray (paper light or dark: ``prepare_line`` decides).
+    Given the model's ``height``, a file or bytes whose line would be wider than ``max_width``
+    once scaled to it is refused from its header (``InputTooLargeError`` naming the file)."""
     if isinstance(x, (str, os.PathLike, bytes, bytearray)):
-        return load_gray(bytes(x) if isinstance(x, bytearray) else x, max_pixels=max_pixels)
+        return load_gray(bytes(x) if isinstance(x, bytearray) else x, max_pixels=max_pixels,
+                         height=height or None, max_width=max_width)
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover
@@ -143,7 +153,7 @@ def _array_gray(a: np.ndarray, max_pixels: int) -> np.ndarray:
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise BadSampleError(f"<array>: image has no pixels ({a.shape[1]}x{a.shape[0]})")
     if a.size > max_pixels:
-        raise BadSampleError(f"<array>: image too large ({a.size} pixels > limit {max_pixels})")
+        raise InputTooLargeError(f"<array>: image too large ({a.size} pixels > limit {max_pixels})")
     if a.dtype == np.uint8:
         return a
     f = a.astype(np.float64)
@@ -172,8 +182,9 @@ class ImageRecognizer:
     input_kind = "image"
 
     def __init__(self, line_recognizer, name: str = "model", max_pixels: int = DEFAULT_MAX_PIXELS,
-                 batch_size: int = 16, decoder=None) -> None:
+                 batch_size: int = 16, decoder=None, max_width: int | None = None) -> None:
         self.rec = line_recognizer
+        self.max_width = max_width  # widest line after scaling; None: max_line_width()
         self.decoder = decoder  # a decode.beam.Decoder; None = greedy
         self.name = name
         self.max_pixels = max_pixels
@@ -196,8 +207,13 @@ class ImageRecognizer:
                 "classes": self.rec.alphabet.num_classes, "alphabet": "".join(self.rec.alphabet.symbols)}
 
     def prepare_input(self, x) -> PreparedImage:
-        gray = to_gray(x, self.max_pixels)
-        return PreparedImage(self.rec.prepare(gray), int(gray.shape[1]))
+        from inkpack.data.images import check_line_size, line_image_warnings
+
+        gray = to_gray(x, self.max_pixels, height=self.rec.height, max_width=self.max_width)
+        if self.max_width is not None:  # arrays and PIL images (files were checked from their header)
+            check_line_size(gray.shape[1], gray.shape[0], self.rec.height, max_width=self.max_width)
+        warnings = line_image_warnings(gray)
+        return PreparedImage(self.rec.prepare(gray), int(gray.shape[1]), warnings)
 
     def run_prepared(self, items: Sequence[PreparedImage]) -> list[Recognition]:
         """One forward pass over ``items`` (the server's dynamic batches come here)."""
@@ -217,7 +233,8 @@ class ImageRecognizer:
             width = int(p.tensor.shape[-1])
             wf = self.width_factor or width / max(1, int(lengths[b]))
             pos = char_positions(al.starts, al.ends, wf, width, p.source_width)
-            greedy = Recognition(al.text(self.rec.alphabet), [float(c) for c in al.confidences], pos)
+            greedy = Recognition(al.text(self.rec.alphabet), [float(c) for c in al.confidences], pos,
+                                 warnings=list(getattr(p, "warnings", ())))
             out.append(greedy.with_decoder(self.decoder, lp[: int(lengths[b]), b], self.rec.alphabet))
         return out
 
@@ -247,12 +264,14 @@ def _input_kind(cfg: dict) -> str:
 
 
 def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
-         max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 16, decoder=None):
+         max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 16, decoder=None, max_width: int | None = None):
     """A recognizer for ``path`` (None → the bundled offline model; ``.onnx`` → ONNX Runtime).
 
     ``decoder`` (image and ink line models): a :class:`inkpack.decode.beam.Decoder` or its options as a dict
     (``{"kind": "beam+lm", "lm": "lm.arpa"}``). Confidences and positions come from the greedy
     alignment, so they are left empty for lines where the beam's text differs from greedy's.
+    ``max_width`` (image models): the widest line accepted after scaling to the model's height
+    (default ``INKPACK_MAX_LINE_WIDTH`` or 16,000 px); wider inputs raise ``InputTooLargeError``.
     """
     if decoder is not None:
         from inkpack.decode.beam import as_decoder
@@ -269,7 +288,7 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
         from inkpack.deploy.runtime import OnnxLineRecognizer
 
         rec = OnnxLineRecognizer(path, threads=threads or 1)
-        return ImageRecognizer(rec, Path(path).stem, max_pixels, batch_size, decoder)
+        return ImageRecognizer(rec, Path(path).stem, max_pixels, batch_size, decoder, max_width)
     from inkpack.model_io import load_model, read_config, resolve
 
     stem = resolve(None if path is None else str(path))
@@ -283,7 +302,7 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
         return InkRecognizer(model, cfg, alphabet, kind, name=stem.name, decoder=decoder)
     from inkpack.recognizer import LineRecognizer
 
-    return ImageRecognizer(LineRecognizer.load(str(stem)), stem.name, max_pixels, batch_size, decoder)
+    return ImageRecognizer(LineRecognizer.load(str(stem)), stem.name, max_pixels, batch_size, decoder, max_width)
 
 
 # ---------------------------------------------------------------------- CLI back-ends

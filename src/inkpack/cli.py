@@ -22,8 +22,10 @@ from inkpack.jsonio import check_output_dir, check_output_file, dumps
 
 REPO = Path(__file__).resolve().parents[2]
 INK_DATA = (".pot", ".npz")  # evaluated by the ink side (characters / online lines)
+# commands whose modules are imported only when asked for (torch, or another helper's module)
 LAZY = {"compress": "compress a model: distill, tucker, svd, adw, kmeans, int8 (join with '+')",
-        "report": "size / FLOPs / latency / accuracy table for models on the same data"}
+        "report": "size / FLOPs / latency / accuracy table for models on the same data",
+        "segment": "find the text lines of page images (PAGE-XML, ALTO, JSON), optionally read them"}
 # output options of every command: checked before the command runs (flag -> file | dir)
 OUTPUT_OPTIONS = {"json": "file", "output": "file", "plot": "file"}
 OUT_IS_FILE = ("export", "compress", "lm")  # their --out is one file (or a stem); train's is a folder
@@ -72,7 +74,8 @@ def _relaunch_distributed(nproc: int, argv: list[str]) -> int:
 
 
 TRAIN_FLAGS = ("train", "val", "out", "arch", "height", "batch_size", "lr", "epochs", "patience", "batching",
-               "seed", "threads", "time_limit", "max_steps", "limit", "workers", "init_from", "device", "ema")
+               "seed", "threads", "time_limit", "max_steps", "limit", "workers", "init_from", "device", "ema",
+               "init_resize", "images_dir")
 
 
 def train_config(a: argparse.Namespace):
@@ -160,6 +163,13 @@ def _train_parser(sub) -> None:
     t.add_argument("--limit", type=T.positive_int, help="use only the first N training lines (default: all)")
     t.add_argument("--init-from", metavar="MODEL",
                    help="warm start a fresh run from a trained model's same-named, same-shaped tensors (default: none)")
+    t.add_argument("--resize", dest="init_resize", choices=["union", "new", "fail"],
+                   help="with --init-from, for characters of the data the model lacks: union keeps the model's "
+                        "characters and adds the new ones, new keeps only the data's characters, fail refuses "
+                        "(default: union)")
+    t.add_argument("--images", dest="images_dir", metavar="DIR",
+                   help="PAGE-XML data: look for page images here first (default: next to the XML, its parent, "
+                        "the OCR-D workspace root)")
     t.add_argument("--device", type=T.device,
                    help="auto | cpu | cuda[:N]; auto = CUDA when available (default: auto)")
     t.add_argument("--ema", type=T.unit_interval, metavar="DECAY",
@@ -183,6 +193,9 @@ def _run_parsers(sub) -> None:
     e.add_argument("--model", help="model: name, path or .onnx (default: the bundled offline model)")
     e.add_argument("--json", metavar="OUT", help="write the results as JSON here")
     e.add_argument("--output", metavar="TSV", help="write per-line results: image, reference, hypothesis, cer")
+    e.add_argument("--images", dest="images_dir", metavar="DIR",
+                   help="PAGE-XML data: folder of the page images (default: where the XML says, "
+                        "relative to its folder, its parent or the workspace)")
     e.add_argument("--batch-size", type=T.positive_int, default=1, help="lines per forward pass")
     e.add_argument("--threads", type=T.positive_int, default=1, help="torch / ONNX Runtime threads")
     e.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda[:N]; auto = CUDA when available")
@@ -192,12 +205,18 @@ def _run_parsers(sub) -> None:
 
     r = sub.add_parser("recognize", help="print one transcription per image or ink sample")
     r.add_argument("images", nargs="+", metavar="FILE",
-                   help="line images, InkML, IAM-OnDB .xml strokes, CASIA .pot (recognized by content)")
+                   help="line images, InkML, IAM-OnDB .xml strokes, CASIA .pot, PAGE-XML files or folders "
+                        "(recognized by content)")
     r.add_argument("--model", help="model: name, path or .onnx (default: the bundled offline model for images, "
                                    "the online line model for ink lines, the character model for .pot)")
     r.add_argument("--json", action="store_true",
                    help="print a JSON list: text, per-character confidences and positions per input")
-    r.add_argument("--batch-size", type=T.positive_int, default=16, help="images per forward pass")
+    r.add_argument("--out", metavar="PATH", help="PAGE-XML inputs: write the filled PAGE-XML here (a file for one "
+                                                  "page, a folder otherwise; default: print the lines only)")
+    r.add_argument("--images", dest="images_dir", metavar="DIR",
+                   help="PAGE-XML inputs: folder of the page images (default: where the XML says, "
+                        "relative to its folder, its parent or the workspace)")
+    r.add_argument("--batch-size", type=T.positive_int, default=16, help="images (or page lines) per forward pass")
     r.add_argument("--threads", type=T.positive_int, default=1, help="torch / ONNX Runtime threads")
     r.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda[:N]; auto = CUDA when available")
     r.set_defaults(fn=cmd_recognize)
@@ -251,13 +270,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     if "serve" in sub.choices:
         _decoder_default(sub.choices["serve"])
     command = _command(argv)
-    if argv is None or command in LAZY:
+    if argv is None or command in ("compress", "report"):
         from inkpack.compress.commands import add_parsers as add_compress_parsers
 
         add_compress_parsers(sub)  # compress, report
     else:
-        for name, text in LAZY.items():
-            sub.add_parser(name, help=text, add_help=False)
+        for name in ("compress", "report"):
+            sub.add_parser(name, help=LAZY[name], add_help=False)
+    if argv is None or command == "segment":
+        from inkpack.segment.commands import add_parsers as add_segment_parsers
+
+        add_segment_parsers(sub)  # segment
+    else:
+        sub.add_parser("segment", help=LAZY["segment"], add_help=False)
     return p
 
 

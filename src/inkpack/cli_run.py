@@ -70,6 +70,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         if Path(a.data).suffix.lower() in INK_DATA or file_kind(a.data) == "npz":
             if a.output:
                 raise ConfigError("--output: per-line results are written for line images, not ink data")
+            if getattr(a, "images_dir", None):
+                raise ConfigError(f"--images: page images belong to PAGE-XML data; {a.data} is ink data")
             from inkpack.ink_commands import evaluate_ink
 
             evaluate_ink(a.data, a.model, a.json, threads=a.threads, batch_size=a.batch_size, decoder=_decoder(a))
@@ -92,7 +94,7 @@ def evaluate_lines(a: argparse.Namespace) -> dict:
     from inkpack.metrics import ErrorCounts
 
     rec = line_backend(a.model, _decoder(a), a.threads, a.device)
-    records, errors = read_records(a.data)
+    records, errors = read_records(a.data, images_dir=getattr(a, "images_dir", None))
     skipped = list(errors)
     for msg in errors:
         print(f"skipped: {msg}", file=sys.stderr)
@@ -102,11 +104,13 @@ def evaluate_lines(a: argparse.Namespace) -> dict:
             ims, kept = [], []
             for r in records[s : s + CHUNK]:
                 try:
-                    ims.append(rec.prepare(r.crop if r.crop is not None else load_gray(r.path)))
+                    # the height: a line too wide once scaled is refused from the file's header
+                    ims.append(rec.prepare(r.crop if r.crop is not None else load_gray(r.path, height=rec.height)))
                     kept.append(r)
                 except (BadSampleError, InputError) as e:  # skipped and counted, as in training
-                    skipped.append(str(e))
-                    bar.write(f"skipped: {e}", file=sys.stderr)
+                    msg = str(e) if r.crop is None or r.id in str(e) else f"{r.id}: {e}"
+                    skipped.append(msg)
+                    bar.write(f"skipped: {msg}", file=sys.stderr)
             if ims and not warm:
                 rec.recognize_prepared(ims[:4], a.batch_size)
                 warm = True
@@ -156,6 +160,8 @@ class _Out:
         self.as_json, self.multi, self.items, self.failed = as_json, multi, [], 0
 
     def result(self, name: str, r, text: str, sample: bool = False) -> None:
+        for msg in getattr(r, "warnings", None) or ():
+            print(f"warning: {name}: {msg}", file=sys.stderr)
         if self.as_json:
             self.items.append({"input": name, **r.to_dict()})
         else:
@@ -176,31 +182,83 @@ class _Out:
         sys.stdout.flush()
 
 
-def cmd_recognize(a: argparse.Namespace) -> int:
+def _input_kind(path: str) -> str:
     from inkpack.api import file_kind
 
+    if os.path.isdir(path):
+        return "pagexml"  # a folder of PAGE-XML files
+    return file_kind(path) if os.path.isfile(path) else "image"  # a missing file: named by the image reader
+
+
+def cmd_recognize(a: argparse.Namespace) -> int:
+    kinds = [_input_kind(p) for p in a.images]
+    if getattr(a, "out", None) and "pagexml" not in kinds:
+        raise ConfigError("--out: the filled PAGE-XML is written for PAGE-XML inputs; none given")
     kind_of_model = _model_kind(a.model)
     decoder = _decoder(a)
     out = _Out(a.json, len(a.images) > 1)
     state: dict = {}
     pending: list[str] = []
-    for path in a.images:
-        kind = file_kind(path) if os.path.isfile(path) else "image"
+    for path, kind in zip(a.images, kinds):
         if kind == "image":
             pending.append(path)
             if len(pending) >= CHUNK:
                 _images(pending, a, kind_of_model, decoder, state, out)
             continue
         _images(pending, a, kind_of_model, decoder, state, out)
-        if kind in ("pagexml", "xml"):
-            what = "PAGE-XML" if kind == "pagexml" else "an XML file that is neither InkML nor IAM-OnDB strokes"
-            out.error(path, InputError(f"{path}: {what}; recognize reads line images and ink "
-                                       "(score PAGE-XML with `inkpack evaluate`)"))
-            continue
-        _ink(path, kind, a, kind_of_model, decoder, state, out)
+        if kind == "pagexml":
+            _pages(path, a, kind_of_model, decoder, state, out)
+        elif kind == "xml":
+            out.error(path, InputError(f"{path}: an XML file that is neither PAGE-XML, InkML nor IAM-OnDB strokes"))
+        else:
+            _ink(path, kind, a, kind_of_model, decoder, state, out)
     _images(pending, a, kind_of_model, decoder, state, out)
     out.close()
     return 2 if out.failed else 0
+
+
+def _image_rec(a, decoder, state: dict):
+    if "image" not in state:
+        from inkpack.api import ImageRecognizer, line_backend
+
+        name = Path(str(a.model)).stem if a.model else "default"
+        state["image"] = ImageRecognizer(line_backend(a.model, None, a.threads, a.device), name,
+                                         batch_size=a.batch_size, decoder=decoder)
+    return state["image"]
+
+
+def _pages(path: str, a, kind_of_model: str, decoder, state: dict, out: _Out) -> None:
+    """A PAGE-XML file or folder: every TextLine recognized; with ``--out`` the filled XML written."""
+    from inkpack.api import Recognition
+    from inkpack.deploy.page import crops_recognizer, recognize_pagexml
+
+    if kind_of_model not in ("none", "image"):
+        out.error(path, ConfigError(f"--model {a.model} is an {kind_of_model!r} model; {path} is a PAGE-XML page"))
+        return
+
+    def on_page(f: str, res) -> None:
+        for lid, r in zip(res.line_ids, res.results):
+            r = r if isinstance(r, Recognition) else Recognition(str(getattr(r, "text", r)))
+            out.result(f"{f}:{lid}", r, r.text, sample=True)
+        for e in res.errors:
+            print(f"skipped: {f}: {e}", file=sys.stderr)
+
+    target = getattr(a, "out", None)
+    if target and not os.path.isdir(path) and target.lower().endswith(".xml") and not os.path.isdir(target):
+        from inkpack.jsonio import check_output_file
+
+        check_output_file(target, "--out")  # one page into one file: its folder is made now
+    try:
+        rep = recognize_pagexml(path, crops_recognizer(_image_rec(a, decoder, state)), getattr(a, "out", None),
+                                images_dir=getattr(a, "images_dir", None), batch_size=a.batch_size, on_page=on_page)
+    except InkpackError as e:
+        out.error(path, e)
+        return
+    for msg in rep.skipped_pages:  # one bad page of a folder is skipped and counted, never fatal
+        print(f"skipped: {msg}", file=sys.stderr)
+    if rep.outputs:
+        print(f"wrote {len(rep.outputs)} PAGE-XML file(s): {rep.pages} pages, {rep.lines} lines "
+              f"({len(rep.skipped_pages)} pages skipped)", file=sys.stderr)
 
 
 def _images(paths: list[str], a, kind_of_model: str, decoder, state: dict, out: _Out) -> None:
@@ -212,28 +270,25 @@ def _images(paths: list[str], a, kind_of_model: str, decoder, state: dict, out: 
         for p in todo:
             out.error(p, ConfigError(f"--model {a.model} is an {kind_of_model!r} model; {p} is an image"))
         return
-    if "image" not in state:
-        from inkpack.api import ImageRecognizer, line_backend
-
-        name = Path(str(a.model)).stem if a.model else "default"
-        state["image"] = ImageRecognizer(line_backend(a.model, None, a.threads, a.device), name,
-                                         batch_size=a.batch_size, decoder=decoder)
-    rec = state["image"]
-    prepared, names = [], []
-    for p in todo:
+    rec = _image_rec(a, decoder, state)
+    prepared: dict[int, object] = {}
+    failed: dict[int, InkpackError] = {}
+    for i, p in enumerate(todo):
         try:
-            prepared.append(rec.prepare_input(p))
-            names.append(p)
+            prepared[i] = rec.prepare_input(p)
         except InkpackError as e:  # unreadable, too large, not an image
-            out.error(p, e)
-    order = sorted(range(len(prepared)), key=lambda i: prepared[i].tensor.shape[-1])
+            failed[i] = e
+    order = sorted(prepared, key=lambda i: prepared[i].tensor.shape[-1])
     results: dict[int, object] = {}
     for s in range(0, len(order), a.batch_size):
         idx = order[s : s + a.batch_size]
         for i, r in zip(idx, rec.run_prepared([prepared[i] for i in idx])):
             results[i] = r
-    for i, name in enumerate(names):
-        out.result(name, results[i], results[i].text)
+    for i, name in enumerate(todo):  # in input order
+        if i in failed:
+            out.error(name, failed[i])
+        else:
+            out.result(name, results[i], results[i].text)
 
 
 def _ink(path: str, kind: str, a, kind_of_model: str, decoder, state: dict, out: _Out) -> None:

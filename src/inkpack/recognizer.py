@@ -74,13 +74,18 @@ class LineRecognizer:
         (frames past a line's length are padding: zero when lines run one by one)."""
         images = list(images)
         if self.per_example and len(images) > 1:
-            outs = [self.logits([im]) for im in images]
-            lengths = torch.cat([n for _, n in outs])
-            lp = torch.nn.utils.rnn.pad_sequence([o[: int(n[0]), 0] for o, n in outs])
-            return lp, lengths
+            return self.one_by_one(images)
         batch = pad_collate(images)
         logits, lengths = self.model(batch.images, batch.heights, batch.widths)
         return logits.log_softmax(-1), lengths
+
+    def one_by_one(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`logits` of each line alone, padded with zeros to ``[T, B, K]`` (for backends
+        whose output depends on the batch: dynamic int8 activations)."""
+        outs = [self.logits([im]) for im in images]
+        lengths = torch.cat([torch.as_tensor(n).reshape(-1) for _, n in outs])
+        lp = torch.nn.utils.rnn.pad_sequence([o[: int(n), 0] for (o, _), n in zip(outs, lengths)])
+        return lp, lengths
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         if self.decoder is not None:

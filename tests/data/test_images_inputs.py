@@ -40,7 +40,8 @@ def test_16_bit_gray_is_scaled_over_its_range(tmp_path, fmt):
     a[8:12, 10:50] = 300  # ink
     path = tmp_path / f"scan16.{fmt.lower()}"
     Image.fromarray(a).save(path, fmt)
-    assert Image.open(path).mode.startswith("I;16")
+    with Image.open(path) as im:
+        assert im.mode.startswith("I;16")
     lo, hi = 300.0, float(a.max())
     expected = (a.astype(np.float64) - lo) * 255.0 / (hi - lo)
     got = load_gray(path)

@@ -130,3 +130,89 @@ def test_old_schema_gets_no_conf_attribute(tmp_path):
     xml19 = page_doc("2019-07-15", "p.png", '<TextRegion id="r">' + line("a", B0, None) + "</TextRegion>").encode()
     te = etree.fromstring(recognize_page(gray, xml19, lambda crops: [R()] * len(crops)).xml).find(f".//{{{P19}}}TextEquiv")
     assert te.get("conf") == "0.6000"
+
+
+def test_a_refused_line_is_skipped_and_the_rest_of_the_page_filled(tmp_path):
+    gray = noise_image(tmp_path / "p.png")
+    body = '<TextRegion id="r">' + line("a", B0, None) + line("wide", B1, None) + line("c", B2, None) + "</TextRegion>"
+    xml = page_doc("2019-07-15", "p.png", body).encode()
+
+    def rec(crops):
+        if any(c.shape[1] > 300 for c in crops):  # B1 is 361 px wide
+            raise InputTooLargeError("line too large: 361 px is over the limit")
+        return [_name(c) for c in crops]
+
+    res = recognize_page(gray, xml, rec)
+    assert res.line_ids == ["a", "c"] and res.texts == [_name(box_slice(gray, B0)), _name(box_slice(gray, B2))]
+    assert res.errors == ["TextLine wide: line too large: 361 px is over the limit"]
+    assert _unicode(res.xml)["wide"] == []  # left as it was
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    noise_image(tmp_path / "one.png")
+    write(tmp_path / "one.xml", page_doc("2019-07-15", "one.png", '<TextRegion id="r">' + line("a", B0, "x") + "</TextRegion>"))
+    spy = Spy()
+    with pytest.raises(InputError, match="would overwrite the input"):
+        recognize_pagexml(str(tmp_path), spy, str(tmp_path))
+    with pytest.raises(InputError, match="would overwrite the input"):
+        recognize_pagexml(str(tmp_path / "one.xml"), spy, str(tmp_path / "one.xml"))
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(InputError, match=r"afile/sub: cannot create the output folder \(Not a directory\)"):
+        recognize_pagexml(str(tmp_path), spy, str(tmp_path / "afile" / "sub"))
+    assert spy.calls == []
+    rep = recognize_pagexml(str(tmp_path / "one.xml"), spy, str(tmp_path / "filled"))  # not .xml: a folder
+    assert rep.outputs == [str(tmp_path / "filled" / "one.xml")] and not list((tmp_path / "filled").glob("*.part"))
+
+
+def test_damaged_pages_give_one_line_errors_only():
+    """Random byte damage (found an OverflowError from imageWidth="1e309" before MAX_COORD)."""
+    import random
+
+    from inkpack.errors import InkpackError
+
+    ro = ('<ReadingOrder><OrderedGroup id="g"><RegionRefIndexed index="0" regionRef="r"/>'
+          '<OrderedGroupIndexed index="1" id="h" regionRef="q"><RegionRefIndexed index="x" regionRef="r"/>'
+          "</OrderedGroupIndexed></OrderedGroup></ReadingOrder>")
+    body = ('<TextRegion id="r" custom="readingOrder {index:3;}">'
+            + line("a", B0, "x", extra='<TextEquiv index="2"><Unicode>y</Unicode></TextEquiv>')
+            + line("b", B1, None, True) + "</TextRegion>")
+    base = page_doc("2010-03-19", "p.png", body, reading_order=ro).encode()
+    gray = np.zeros((300, 400), np.uint8)
+    rng = random.Random(0)
+    for _ in range(600):
+        b = bytearray(base)
+        for _ in range(rng.randint(1, 6)):
+            k, op = rng.randrange(len(b)), rng.random()
+            if op < 0.4:
+                b[k] = rng.randrange(256)
+            elif op < 0.7:
+                del b[k : k + rng.randint(1, 20)]
+            else:
+                b[k:k] = rng.choice([b'"', b"<", b"-1", b"1e309", b"1e30", b"nan", b",", b" ", b"/>", b"0"])
+        try:
+            recognize_page(gray, bytes(b), lambda crops: ["t"] * len(crops))
+        except InkpackError as e:
+            assert "\n" not in str(e)
+
+
+def test_crops_recognizer_runs_one_pass_per_batch(tmp_path):
+    from inkpack.deploy.page import crops_recognizer
+
+    class Rec:
+        def __init__(self):
+            self.passes = []
+
+        def prepare_input(self, crop):
+            return crop.shape
+
+        def run_prepared(self, items):
+            self.passes.append(list(items))
+            return [f"{w}x{h}" for h, w in items]
+
+    gray = noise_image(tmp_path / "p.png")
+    xml = page_doc("2019-07-15", "p.png", '<TextRegion id="r">' + line("a", B0, None) + line("b", B1, None)
+                   + line("c", B2, None) + "</TextRegion>").encode()
+    rec = Rec()
+    res = recognize_page(gray, xml, crops_recognizer(rec), batch_size=2)
+    assert res.texts == ["181x41", "361x41", "271x51"]  # box sizes (x1-x0+1, y1-y0+1) of B0, B1, B2
+    assert [len(p) for p in rec.passes] == [2, 1]

@@ -267,6 +267,19 @@ def test_too_many_in_flight_get_503_with_retry_after():
         assert srv.post_png(png)[0] == 200  # capacity comes back
 
 
+def test_early_refusals_are_read_by_clients_still_uploading():
+    """401/403/503 answered before the app runs: the body is drained first, so a client sending
+    a large upload reads the answer instead of a connection reset."""
+    body = b"\x89PNG\r\n\x1a\n" + bytes(3_000_000)
+    with LiveServer(create_app(StubLine(), token="t", max_upload_bytes=20_000_000), read_timeout=5) as srv:
+        for headers, status in [({}, 401), ({"authorization": "Bearer t", "origin": "https://evil.example"}, 403)]:
+            c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=20)
+            c.request("POST", "/v1/recognize/line", body=body, headers={"content-type": "image/png", **headers})
+            r = c.getresponse()
+            assert r.status == status and b"error" in r.read()
+            c.close()
+
+
 @pytest.mark.parametrize("argv,field", [
     (["serve", "--port", "80000"], "--port"), (["serve", "--threads", "0"], "--threads"),
     (["serve", "--max-inflight", "0"], "--max-inflight"), (["serve", "--read-timeout", "nan"], "--read-timeout"),

@@ -67,14 +67,17 @@ def _padded(lines: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return images, ws
 
 
-def _assert_batch_equals_alone(model, lines, tol: float) -> None:
+def _assert_batch_equals_alone(model, lines, tol: float, grad: bool = False) -> None:
+    """``grad``: with autograd the masks are whole-map ``torch.where`` passes (``run_masked``),
+    without it in-place writes of the cells that reach real ones (``run_halo``)."""
     images, ws = _padded(lines)
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         batch, lengths = model(images, None, ws)
         for i, x in enumerate(lines):
             alone, n = model(x[None], None, ws[i : i + 1])
             assert int(n) == int(lengths[i])
             diff = (batch[: int(n), i] - alone[:, 0]).abs().max().item()
+            assert torch.isfinite(batch).all()
             assert diff <= tol, f"line {i} (width {ws[i].item()}): max |diff| {diff:.2e}"
             t_batch = greedy_decode(batch[:, i : i + 1].log_softmax(-1), lengths[i : i + 1])
             t_alone = greedy_decode(alone.log_softmax(-1), n)
@@ -83,8 +86,9 @@ def _assert_batch_equals_alone(model, lines, tol: float) -> None:
 
 @pytest.mark.parametrize("arch", ["darknet", "vgg"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_mixed_width_batch_equals_each_line_alone_float64(arch: str, seed: int) -> None:
-    _assert_batch_equals_alone(_model(arch, seed=seed), _lines(seed), 1e-9)
+@pytest.mark.parametrize("grad", [False, True])
+def test_mixed_width_batch_equals_each_line_alone_float64(arch: str, seed: int, grad: bool) -> None:
+    _assert_batch_equals_alone(_model(arch, seed=seed), _lines(seed), 1e-9, grad)
 
 
 @pytest.mark.parametrize("arch", ["darknet", "vgg"])
@@ -102,6 +106,7 @@ def test_tucker_compressed_convs_are_masked_inside() -> None:
     changes = tucker_decompose(model, ranks={"cnn.body.8": (4, 4)}, min_channels=1, require_gain=False)
     assert changes and any(isinstance(m, torch.nn.Sequential) for m in model.cnn.body)
     _assert_batch_equals_alone(model, _lines(4), 1e-9)
+    _assert_batch_equals_alone(model, _lines(4), 1e-9, grad=True)
 
 
 def test_without_masks_the_padding_leaks() -> None:
@@ -166,17 +171,20 @@ def test_dynamic_int8_models_run_each_line_alone() -> None:
     assert not LineRecognizer(_model("darknet", torch.float32), {}, ALPHABET).per_example
 
 
-def test_padding_value_does_not_matter() -> None:
-    """Garbage in the padding (not zeros) is masked too."""
+@pytest.mark.parametrize("grad", [False, True])
+def test_padding_value_does_not_matter_and_the_input_is_not_written(grad: bool) -> None:
+    """Garbage in the padding (not zeros) is masked too, and the caller's tensor is untouched."""
     model = _model("darknet", seed=7)
     lines = _lines(7)
     images, ws = _padded(lines)
     noisy = images.clone()
     for i, w in enumerate(ws.tolist()):
         noisy[i, :, :, w:] = 3.0
-    with torch.no_grad():
+    kept = noisy.clone()
+    with torch.set_grad_enabled(grad):
         a, n = model(images, None, ws)
         b, _ = model(noisy, None, ws)
+    assert torch.equal(noisy, kept)
     for i in range(len(lines)):
         assert (a[: int(n[i]), i] - b[: int(n[i]), i]).abs().max() <= 1e-12
 

@@ -69,3 +69,24 @@ def test_cli_missing_model_is_one_line_error(tmp_path, capsys):
                "--max-steps", "1"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "model not found" in err and len(err.splitlines()) == 1
+
+
+def test_fine_tuning_with_new_characters_extends_the_alphabet(tmp_path):
+    """--init-from a model lacking some of the data's characters: no line is skipped, the old
+    characters keep their labels and output rows, the new ones are appended (resize union)."""
+    old = Alphabet(list("aehlot "))
+    torch.manual_seed(7)
+    opts = {"height": 32, "feat_dim": 32, "lstm_hidden": 16}
+    src = build_model("darknet-dblstm", old.num_classes, **opts)
+    stem = save_model(src, {"arch": "darknet-dblstm", "options": opts, "alphabet": old.to_dict(),
+                            "input_kind": "image"}, tmp_path / "src" / "m")
+    tsv = make_tsv(tmp_path / "d", ["the cat", "a dog", "kew", "hello"])  # c d g k w are new
+    cfg = TrainConfig(train=str(tsv), out=str(tmp_path / "run"), arch="darknet-dblstm", height=32, batch_size=2,
+                      epochs=1, max_steps=1, progress=False, options={"feat_dim": 32, "lstm_hidden": 16},
+                      init_from=str(stem))
+    tr = Trainer(cfg)
+    tr.setup()
+    assert tr.alphabet.symbols == list("aehlot ") + ["c", "d", "g", "k", "w"]
+    assert len(tr.train_set) == 4 and not tr.skipped
+    assert torch.equal(tr.model.fc.weight[: old.num_classes], src.fc.weight)
+    tr.fit()  # trains a step with the extended output layer

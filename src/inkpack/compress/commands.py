@@ -18,13 +18,19 @@ import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from inkpack.errors import InkpackError
+from inkpack.jsonio import write_json
 
+if TYPE_CHECKING:  # torch is imported where it runs: `inkpack compress --help` stays light
+    import torch
+    from torch import nn
+
+# distillation criteria (= inkpack.compress.distill.CRITERIA, kept here so --help needs no torch)
+CRITERIA = ("softmax-ce", "ip-l2", "lstm-l2", "cnn-l2", "cnn-mah")
 RECIPES = ("distill", "tucker", "svd", "adw", "kmeans", "int8")
 
 
@@ -154,6 +160,8 @@ class Task:
 
             logits, lengths = run_model(model, batch)
             return ctc_loss(logits, lengths, batch)
+        from torch import nn
+
         feats, lengths, targets = batch
         return nn.functional.cross_entropy(model(feats, lengths), targets)
 
@@ -182,6 +190,8 @@ def retrain(model: nn.Module, task: Task, steps: int, *, lr: float = 3e-4, param
         raise InkpackError(f"retrain: schedule must be cosine or constant, not {schedule!r}")
     if steps <= 0:
         return []
+    import torch
+
     params = list(params) if params is not None else list(model.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -358,7 +368,7 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
     cfg = {k: v for k, v in cfg.items() if k != "metrics"}
     cfg["compression"] = comp
     if comp["weights"] == "shared-npz":
-        out.with_suffix(".json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(out.with_suffix(".json"), cfg, flag="--out")
     else:
         save_model(model, cfg, out, half=half)
     log(f"wrote {out}.json ({comp['recipe']}; {comp['params']:,} params, was {base_params:,})")
@@ -366,6 +376,8 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    import torch
+
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -375,6 +387,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def _example(model: nn.Module, cfg: dict, task: Task):
     """One representative input (median-width line / median-length character) for FLOPs and latency."""
+    import torch
+
     if task.kind == "image":
         from inkpack.batching import pad_collate
 
@@ -389,6 +403,8 @@ def _example(model: nn.Module, cfg: dict, task: Task):
 
 
 def _accuracy(model: nn.Module, cfg: dict, alphabet, task: Task) -> dict:
+    import torch
+
     if task.kind == "image":
         from inkpack.metrics import ErrorCounts
         from inkpack.recognizer import LineRecognizer
@@ -477,8 +493,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     rows = report(args.models, args.data, args.limit, args.runs, log=lambda m: print(m, file=sys.stderr))
     print(format_table(rows))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows, flag="--json")
     if args.plot:
         plot_report(rows, args.plot)
     return 0
@@ -486,8 +501,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     """`compress` and `report` subcommands (cli.py: `from inkpack.compress.commands import add_parsers`)."""
-    from inkpack.compress.distill import CRITERIA
-
     p = sub.add_parser("compress", help="compress a model: distill, tucker, svd, adw, kmeans, int8 (join with '+')")
     p.add_argument("model")
     p.add_argument("--recipe", help="e.g. tucker+int8, svd+adw+kmeans, distill (none with --half: float16 storage only)")

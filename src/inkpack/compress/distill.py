@@ -61,7 +61,7 @@ def frame_mask(lengths: Tensor, frames: int) -> Tensor:
 def outputs(model: nn.Module, images: Tensor, widths: Tensor, upto: str = "logits") -> dict[str, Tensor]:
     """The CNN feature sequence, last-LSTM outputs and IP outputs (``[T, B, ·]``), as far as `upto`."""
     lengths = model.output_lengths(widths).clamp(min=1)
-    feats = model.features(images)
+    feats = model.features(images, widths)
     lengths = lengths.clamp(max=feats.shape[0])
     out = {"feats": feats, "lengths": lengths}
     if upto in ("lstm", "logits"):

@@ -17,7 +17,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from inkpack.errors import InkpackError, UnknownCharacterError
+from inkpack.errors import ConfigError, InkpackError, UnknownCharacterError
 
 BLANK = 0
 UNK_SYMBOL = "\ufffd"
@@ -116,3 +116,38 @@ class Alphabet:
             return cls(list(d["symbols"]), with_unk=bool(d.get("with_unk", False)))
         except KeyError as e:
             raise InkpackError(f"alphabet: missing field {e}") from None
+
+
+RESIZE_MODES = ("union", "new", "fail")
+
+
+def resize_alphabet(old: Alphabet, texts: Iterable[str], mode: str = "union") -> Alphabet:
+    """The alphabet of a run fine-tuned from a model with alphabet ``old`` on ``texts``
+    (Kraken's ``--resize``): ``union`` keeps every old symbol in its place and appends the new
+    characters (sorted by code point); ``new`` keeps only the characters of ``texts`` (sorted,
+    as :meth:`Alphabet.from_texts`); ``fail`` keeps ``old`` and refuses texts it cannot encode.
+    The unknown symbol is kept when ``old`` has one."""
+    if mode not in RESIZE_MODES:
+        raise ConfigError(f"resize: must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
+    chars: set[str] = set()
+    for t in texts:
+        chars.update(nfc(t))
+    missing = sorted(c for c in chars if c not in old)
+    if mode == "union":
+        return Alphabet(old.symbols + missing, with_unk=old.with_unk)
+    if mode == "new":
+        return Alphabet(sorted(chars), with_unk=old.with_unk)
+    if missing:
+        raise ConfigError(f"resize: the training texts have characters the model lacks: {''.join(missing)!r} "
+                          "(use resize union to add them, or new to keep only the data's characters)")
+    return old
+
+
+def label_map(old: Alphabet, new: Alphabet) -> list[tuple[int, int]]:
+    """``(new_label, old_label)`` for every output the two alphabets share: the blank, each
+    symbol in both, and the unknown symbol when both have one (what a resized output layer
+    copies from the old one)."""
+    pairs = [(BLANK, BLANK)] + [(new._index[s], old._index[s]) for s in new.symbols if s in old]
+    if new.unk_index is not None and old.unk_index is not None:
+        pairs.append((new.unk_index, old.unk_index))
+    return pairs

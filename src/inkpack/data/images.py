@@ -88,19 +88,20 @@ def scaled_width(w: int, h: int, height: int) -> int:
     return max(1, int(round(w * height / h)))
 
 
-def check_line_size(w: int, h: int, height: int, name: str = "image", max_width: int | None = None) -> int:
+def check_line_size(w: int, h: int, height: int, name: str | None = None, max_width: int | None = None) -> int:
     """The scaled width of a ``w x h`` line at ``height``; ``InputTooLargeError`` above the limit.
 
     Computed from the sizes only, so a caller can refuse an image from its header, before
-    anything of the scaled size is allocated.
+    anything of the scaled size is allocated. The message starts with ``name: `` if given.
     """
     limit = max_line_width() if max_width is None else int(max_width)
+    where = f"{name}: " if name else ""
     if h < 1 or w < 1:
-        raise BadSampleError(f"{name}: image has no pixels ({w}x{h})")
+        raise BadSampleError(f"{where}image has no pixels ({w}x{h})")
     new_w = scaled_width(w, h, height)
     if new_w > limit:
         raise InputTooLargeError(
-            f"{name}: line image too wide: {w}x{h} px would be {new_w} px wide at the model's height "
+            f"{where}line image too wide: {w}x{h} px would be {new_w} px wide at the model's height "
             f"{height} (limit {limit} px; is it a line? raise the limit with {MAX_LINE_WIDTH_ENV})"
         )
     return new_w
@@ -109,10 +110,18 @@ def check_line_size(w: int, h: int, height: int, name: str = "image", max_width:
 def _orientation(img: Image.Image) -> int:
     """The EXIF orientation (1..8); 1 when absent or unreadable (a damaged EXIF block is ignored)."""
     try:
-        value = img.getexif().get(0x0112, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = img.getexif().get(0x0112, 1)
     except Exception:  # noqa: BLE001 - Pillow raises many types for damaged EXIF; ignore the tag
         return 1
     return value if value in _UPRIGHT else 1
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of an opened image as shown, after its EXIF orientation."""
+    w, h = img.size
+    return (h, w) if _orientation(img) >= 5 else (w, h)
 
 
 def _wide_to_u8(a: np.ndarray, mode: str) -> np.ndarray:
@@ -164,6 +173,14 @@ def load_gray(
     with warnings.catch_warnings():  # e.g. "Corrupt EXIF data" while a JPEG header is read
         warnings.simplefilter("ignore")
         img = _open(src, name)
+    try:
+        return _decode_checked(img, name, max_pixels, height, max_width)
+    finally:
+        img.close()  # also when refused before decoding: no open file left to the collector
+
+
+def _decode_checked(img: Image.Image, name: str, max_pixels: int, height: int | None,
+                    max_width: int | None) -> np.ndarray:
     w, h = img.size
     if w * h > max_pixels:
         raise InputTooLargeError(f"{name}: image too large ({w}x{h} = {w * h} pixels > limit {max_pixels})")
@@ -174,8 +191,7 @@ def load_gray(
             warnings.simplefilter("ignore")
             orient = _orientation(img)
             if height is not None:
-                uw, uh = (h, w) if orient >= 5 else (w, h)
-                check_line_size(uw, uh, height, name, max_width)
+                check_line_size(*((h, w) if orient >= 5 else (w, h)), height, name, max_width)
             img.load()
             if orient != 1:
                 img = img.transpose(_UPRIGHT[orient])
@@ -239,14 +255,14 @@ def resize_height(img: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(img, (new_w, height), interpolation=interp)
 
 
-def prepare_line(gray: np.ndarray, height: int, name: str = "image", max_width: int | None = None) -> np.ndarray:
+def prepare_line(gray: np.ndarray, height: int, name: str | None = None, max_width: int | None = None) -> np.ndarray:
     """The evaluation-time pipeline: normalise polarity/contrast, then resize.
 
     The width after scaling is checked first (:func:`check_line_size`), so an extreme aspect
     ratio is refused with ``InputTooLargeError`` before anything is allocated.
     """
     if gray.ndim != 2:
-        raise BadSampleError(f"{name}: a line image must be 2-D gray, got shape {gray.shape}")
+        raise BadSampleError(f"{name or 'image'}: a line image must be 2-D gray, got shape {gray.shape}")
     check_line_size(gray.shape[1], gray.shape[0], height, name, max_width)
     return resize_height(to_ink(gray), height)
 

@@ -14,15 +14,18 @@ from inkpack.batching import Batch, pad_collate
 from inkpack.data.alphabet import Alphabet
 from inkpack.data.formats.tsv import LineRecord, read_tsv
 from inkpack.data.images import AugmentConfig, augment, load_gray, prepare_line
-from inkpack.errors import BadSampleError, InkpackError
+from inkpack.errors import BadSampleError, ConfigError, InkpackError
 
 
-def read_records(source: str) -> tuple[list[LineRecord], list[str]]:
-    """Dispatch on the source: TSV manifest, PAGE-XML file/folder, or IAM ``lines.txt``."""
+def read_records(source: str, images_dir: str | None = None) -> tuple[list[LineRecord], list[str]]:
+    """Dispatch on the source: TSV manifest, PAGE-XML file/folder, or IAM ``lines.txt``.
+    ``images_dir``: where the page images of PAGE-XML are (default: where each XML says)."""
     if os.path.isdir(source) or source.lower().endswith(".xml"):
         from inkpack.data.formats.pagexml import read_pagexml_source
 
-        return read_pagexml_source(source)
+        return read_pagexml_source(source, images_dir=images_dir)
+    if images_dir:
+        raise ConfigError(f"--images {images_dir}: only PAGE-XML data names page images; {source} is not PAGE-XML")
     if os.path.basename(source) == "lines.txt":
         from inkpack.data.formats.iam import read_iam_lines
 
@@ -49,8 +52,9 @@ class LineSet:
         return [im.shape[1] for im in self.images]
 
 
-def load_lineset(source: str, height: int, progress: bool = True, limit: int | None = None) -> LineSet:
-    records, errors = read_records(source)
+def load_lineset(source: str, height: int, progress: bool = True, limit: int | None = None,
+                 images_dir: str | None = None) -> LineSet:
+    records, errors = read_records(source, images_dir=images_dir)
     if limit is not None:
         records = records[:limit]
     images, texts, ids, skipped = [], [], [], list(errors)

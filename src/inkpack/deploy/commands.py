@@ -11,7 +11,10 @@ import math
 import os
 import sys
 
+from inkpack import cli_types as T
 from inkpack.errors import ConfigError, InkpackError
+
+DEFAULT_MAX_LINES = 2000  # = inkpack.deploy.page.DEFAULT_MAX_LINES (not imported: --help stays light)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -37,6 +40,9 @@ def _check_serve_options(args: argparse.Namespace) -> None:
     positive("--max-wait-ms", args.max_wait_ms, 0)
     positive("--max-pixels", args.max_pixels)
     positive("--max-inflight", args.max_inflight)
+    positive("--max-ink-points", getattr(args, "max_ink_points", 1))
+    positive("--max-page-lines", getattr(args, "max_page_lines", 1))
+    positive("--beam", getattr(args, "beam", 1))
     if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb > 0):
         raise ConfigError(f"serve: --max-upload-mb must be > 0 (got {args.max_upload_mb})")
     if not (math.isfinite(args.read_timeout) and args.read_timeout > 0):
@@ -53,14 +59,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from inkpack.deploy.server import serve
 
     torch.set_num_threads(args.threads)
-    from inkpack.cli import _decoder
+    from inkpack.cli_run import _decoder
 
     token = args.token or os.environ.get("INKPACK_TOKEN") or None
     serve(args.host, args.port, args.model, args.ink_model, log_level=args.log_level, decoder=_decoder(args),
           max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, token=token,
           allow_origins=tuple(args.allow_origin or ()), max_inflight=args.max_inflight,
-          read_timeout=args.read_timeout)
+          read_timeout=args.read_timeout, max_ink_points=args.max_ink_points,
+          max_page_lines=args.max_page_lines)
     return 0
 
 
@@ -74,42 +81,59 @@ def add_parsers(sub) -> None:
 
     s = sub.add_parser("serve", help="HTTP service + web demo (line, ink and PAGE-XML recognition)")
     s.add_argument("--model", help="line model: path, name or .onnx (default: the bundled model)")
-    s.add_argument("--ink-model", help="ink model (lstm-char or online-blstm; path or .onnx)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    s.add_argument("--max-batch", type=int, default=16, help="largest dynamic batch")
-    s.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for company")
-    s.add_argument("--max-upload-mb", type=float, default=10.0)
-    s.add_argument("--max-pixels", type=int, default=40_000_000)
-    s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
-    s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1/* (default: env INKPACK_TOKEN; "
-                                   "the variable keeps it out of the process list)")
+    s.add_argument("--ink-model", help="ink model (lstm-char or online-blstm; path or .onnx; default: none, "
+                                       "the ink endpoint answers 404)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=T.port, default=8000, help="TCP port (default: 8000)")
+    s.add_argument("--threads", type=T.positive_int, default=1, help="torch intra-op threads (default: 1)")
+    s.add_argument("--max-batch", type=T.positive_int, default=16, help="largest dynamic batch (default: 16)")
+    s.add_argument("--max-wait-ms", type=T.nonneg_float, default=5.0,
+                   help="how long a batch waits for company, in ms (default: 5.0)")
+    s.add_argument("--max-upload-mb", type=T.positive_float, default=10.0,
+                   help="largest request body in MiB; larger get 413 (default: 10.0)")
+    s.add_argument("--max-pixels", type=T.positive_int, default=40_000_000,
+                   help="largest image in pixels; larger get 413 (default: 40000000)")
+    s.add_argument("--max-ink-points", type=T.positive_int, default=100_000,
+                   help="most pen points in one ink request, all samples together; more get 413 (default: 100000)")
+    s.add_argument("--max-page-lines", type=T.positive_int, default=DEFAULT_MAX_LINES,
+                   help=f"most TextLines in one PAGE-XML request; more get 413 (default: {DEFAULT_MAX_LINES})")
+    s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn log level (default: warning)")
+    s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1/* (default: env INKPACK_TOKEN, "
+                                   "else none; the variable keeps it out of the process list)")
     s.add_argument("--allow-origin", action="append", metavar="ORIGIN",
                    help="web origin (https://host[:port]) allowed to call the service from a browser, "
                         "repeatable; '*' = any. Default: only the service's own pages")
-    s.add_argument("--max-inflight", type=int, default=64,
-                   help="recognition requests at a time; more get 503 with Retry-After")
-    s.add_argument("--read-timeout", type=float, default=30.0,
-                   help="seconds for the request headers and, separately, the whole body (else 408/closed)")
+    s.add_argument("--max-inflight", type=T.positive_int, default=64,
+                   help="recognition requests at a time; more get 503 with Retry-After (default: 64)")
+    s.add_argument("--read-timeout", type=T.positive_float, default=30.0,
+                   help="seconds for the request headers and, separately, the whole body, else 408/closed "
+                        "(default: 30.0)")
     add_decoder_options(s)
     s.set_defaults(fn=cmd_serve)
 
 
 def add_decoder_options(p) -> None:
-    """``--decoder greedy|beam|beam+lm`` and its options (recognize, evaluate, serve)."""
-    p.add_argument("--decoder", choices=["greedy", "beam", "beam+lm"], default="greedy")
-    p.add_argument("--beam", type=int, default=16, help="beam width")
-    p.add_argument("--lm", help="character ARPA LM (with --decoder beam+lm)")
-    p.add_argument("--lexicon", help="word list, one word per line")
-    p.add_argument("--alpha", type=float, default=0.5, help="LM weight")
-    p.add_argument("--beta", type=float, default=0.0, help="word insertion bonus")
+    """``--decoder greedy|beam|beam+lm`` and its options (recognize, evaluate, serve). The decoder's
+    default (None) is resolved by ``inkpack.cli_run._decoder``: beam+lm with ``--lm``, else greedy."""
+    p.add_argument("--decoder", choices=["greedy", "beam", "beam+lm"], default=None,
+                   help="greedy | beam | beam+lm (default: greedy, or beam+lm when --lm is given)")
+    p.add_argument("--beam", type=T.positive_int, default=16, help="beam width (default: 16)")
+    p.add_argument("--lm", help="character ARPA LM (with --decoder beam+lm; default: none)")
+    p.add_argument("--lexicon", help="word list, one word per line (default: none)")
+    p.add_argument("--alpha", type=T.finite_float, default=0.5, help="LM weight (default: 0.5)")
+    p.add_argument("--beta", type=T.finite_float, default=0.0, help="word insertion bonus (default: 0.0)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m inkpack.deploy.commands")
-    add_parsers(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
+    from inkpack.cli import Parser  # one-line usage errors, as `inkpack serve`
+
+    p = Parser(prog="python -m inkpack.deploy.commands")
+    add_parsers(p.add_subparsers(dest="command", required=True, parser_class=Parser))
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:  # a usage error (one line, on stderr) or --help
+        return int(e.code or 0)
     try:
         return int(args.fn(args) or 0)
     except InkpackError as e:

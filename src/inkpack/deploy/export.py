@@ -105,7 +105,7 @@ class ExportCNNDBLSTM(nn.Module):
 
     def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model
-        feats = m.features(images)  # [T, B, F]
+        feats = m.features(images, widths)  # [T, B, F]; padding masked as in the model (exact batches)
         n_t = torch._shape_as_tensor(feats)[0]
         lengths = torch.minimum(m.output_lengths(widths).clamp(min=1), n_t)
         y = self.lstm(feats, lengths)

@@ -253,18 +253,19 @@ _LONG_NUMBER = re.compile(rb"[0-9]{%d,}" % (MAX_DIGITS + 1))
 
 
 def parse_ink_safely(body: bytes, ct: str, max_points: int):
-    """``http_io.parse_ink_body`` with the attacks on Python's JSON reader turned into 422s:
+    """``http_io.parse_ink_samples`` (a list of ``Ink``) with the attacks on Python's JSON reader turned into 422s:
     overlong numbers (``int`` of thousands of digits: ValueError, or OverflowError as a float),
     and deep nesting (RecursionError)."""
-    from inkpack.deploy.http_io import ApiError, parse_ink_body
+    from inkpack.deploy.http_io import ApiError, parse_ink_samples
 
     if ct == "application/json" and _LONG_NUMBER.search(body):
         raise ApiError(422, f"JSON body holds a number of more than {MAX_DIGITS} digits")
     try:
-        return parse_ink_body(body, ct, max_points)
+        return parse_ink_samples(body, ct, max_points)
     except RecursionError:
         raise ApiError(422, "malformed ink body: nested too deeply") from None
     except OverflowError:
         raise ApiError(422, "ink point values must be finite numbers within float range") from None
     except ValueError as e:  # int() digit limit and the like
-        raise ApiError(422, f"malformed ink body ({str(e).splitlines()[0][:120] if str(e) else 'ValueError'})") from None
+        first = str(e).splitlines()[0][:120] if str(e) else "ValueError"
+        raise ApiError(422, f"malformed ink body ({first})") from None

@@ -119,8 +119,11 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
-def check_image_bytes(data: bytes, declared: str, max_pixels: int) -> None:
-    """415 unless PNG/JPEG/TIFF; 422 if it claims to be one but is not; 413 over ``max_pixels``."""
+def check_image_bytes(data: bytes, declared: str, max_pixels: int, height: int | None = None,
+                      max_width: int | None = None) -> None:
+    """415 unless PNG/JPEG/TIFF; 422 if it claims to be one but is not; 413 over ``max_pixels``
+    or, given the model's ``height``, when the line would be wider than ``max_width`` (default
+    ``inkpack.data.images.max_line_width()``) once scaled to it - all from the header."""
     if declared not in IMAGE_TYPES and declared not in GENERIC_TYPES:
         raise ApiError(415, f"unsupported image type {declared!r}: send image/png, image/jpeg or image/tiff")
     fmt = sniff_image(data)
@@ -130,26 +133,38 @@ def check_image_bytes(data: bytes, declared: str, max_pixels: int) -> None:
         raise ApiError(422, f"the body is not a valid {IMAGE_TYPES[declared]} image (bad signature)")
     from PIL import Image
 
+    from inkpack.data.images import check_line_size, upright_size
+    from inkpack.errors import InputTooLargeError
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
+            if w * h > max_pixels:
+                raise ApiError(413, f"image too large: {w}x{h} = {w * h} pixels is over the limit of {max_pixels}")
+            if height is not None:
+                check_line_size(*upright_size(im), height, "image", max_width)
+    except ApiError:
+        raise
+    except InputTooLargeError as e:
+        raise ApiError(413, str(e)) from None
     except Exception as e:  # PIL raises several types for damaged headers
         raise ApiError(422, f"cannot read the {fmt} image header ({type(e).__name__})") from None
-    if w * h > max_pixels:
-        raise ApiError(413, f"image too large: {w}x{h} = {w * h} pixels is over the limit of {max_pixels}")
 
 
 def parse_ink_body(body: bytes, ct: str, max_points: int):
-    """JSON ``{"strokes": [[[x, y, t?], ...], ...]}`` or InkML → one ``Ink``."""
+    """JSON ``{"strokes": [[[x, y, t?], ...], ...]}`` or InkML → its first ``Ink``."""
+    return parse_ink_samples(body, ct, max_points)[0]
+
+
+def parse_ink_samples(body: bytes, ct: str, max_points: int) -> list:
+    """JSON ``{"strokes": [[[x, y, t?], ...], ...]}`` (one sample) or InkML (every ``<traceGroup>``
+    sample) → a list of ``Ink``; ``max_points`` bounds the points of all samples together (413)."""
     from inkpack.data.ink import Ink
 
     if not body:
         raise ApiError(422, "empty body: send JSON {\"strokes\": [[[x, y, t], ...], ...]} or InkML")
     if ct in JSON_TYPES:
-        try:
-            obj = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError(422, f"malformed JSON ({e})") from None
+        obj = _loads(body)
         strokes = obj.get("strokes") if isinstance(obj, dict) else None
         if not isinstance(strokes, list) or not strokes:
             raise ApiError(422, "JSON body needs a non-empty 'strokes' list of strokes of [x, y, t] points")
@@ -157,20 +172,52 @@ def parse_ink_body(body: bytes, ct: str, max_points: int):
         if total > max_points:
             raise ApiError(413, f"ink too large: {total} points is over the limit of {max_points}")
         starts = np.cumsum([0] + [len(s) for s in strokes])
-        ink = Ink([_stroke(s, i, int(starts[i])) for i, s in enumerate(strokes)], id="ink")
+        inks = [Ink([_stroke(s, i, int(starts[i])) for i, s in enumerate(strokes)], id="ink")]
     elif ct in INKML_TYPES:
         from inkpack.data.formats.inkml import parse_inkml
 
         inks = parse_inkml(body, name="InkML body", strict=True)
         if not inks:
             raise ApiError(422, "InkML body has no ink sample")
-        ink = inks[0]
-        if ink.num_points > max_points:
-            raise ApiError(413, f"ink too large: {ink.num_points} points is over the limit of {max_points}")
+        total = sum(ink.num_points for ink in inks)
+        if total > max_points:
+            raise ApiError(413, f"ink too large: {total} points in {len(inks)} samples is over the limit "
+                                f"of {max_points}")
     else:
         raise ApiError(415, f"unsupported content type {ct or 'none'!r}: send application/json or "
                             "application/inkml+xml")
-    return ink.check("ink")
+    if len(inks) == 1:
+        return [inks[0].check("ink", max_points=max_points)]
+    return [ink.check(f"ink sample {i} ({ink.id})", max_points=max_points) for i, ink in enumerate(inks)]
+
+
+MAX_NUMBER_CHARS = 40  # a coordinate or time written with more characters is not a measurement
+
+
+def _number(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ApiError(422, f"JSON number of {len(text)} characters: point values must be ordinary numbers")
+    value = float(text)  # a big integer becomes a float, never an int of thousands of digits
+    if not math.isfinite(value):
+        raise ApiError(422, f"JSON number {text[:20]} is out of range: point values must be finite numbers")
+    return value
+
+
+def _constant(name: str):
+    raise ApiError(422, f"JSON constant {name} is not allowed: point values must be finite numbers")
+
+
+def _loads(body: bytes):
+    """``json.loads`` for untrusted bodies: 422 for deep nesting (``RecursionError``), numbers
+    of hundreds of digits (``OverflowError`` / the int-conversion ``ValueError``), NaN/Infinity."""
+    try:
+        return json.loads(body, parse_int=_number, parse_float=_number, parse_constant=_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError(422, f"malformed JSON ({e})") from None
+    except RecursionError:
+        raise ApiError(422, "JSON nested too deeply: send {\"strokes\": [[[x, y, t], ...], ...]}") from None
+    except (ValueError, OverflowError) as e:
+        raise ApiError(422, f"bad JSON number ({e})") from None
 
 
 def _stroke(s, i: int, start: int) -> np.ndarray:

@@ -67,6 +67,7 @@ class PageResult:
     texts: list[str]  # recognized lines, in reading order
     line_ids: list[str]
     errors: list[str]  # lines left as they were, and why
+    results: list = field(default_factory=list)  # what ``recognize`` returned, per line in ``texts``
 
 
 def parse_page_bytes(data: bytes, name: str = "PAGE-XML") -> etree._ElementTree:
@@ -125,13 +126,20 @@ def recognize_page(gray: np.ndarray, xml: bytes, recognize: Callable[[list[np.nd
         raise InkpackError(f"{name}: batch size must be at least 1, got {batch_size}")
     job = open_page(xml, gray.shape[1], gray.shape[0], name, image_name, max_lines, max_crop_ratio)
     done: list[tuple[int, str]] = []
+    raw: list = []
     pending: list[tuple[int, np.ndarray]] = []
 
     def flush() -> None:
-        results = recognize([c for _, c in pending])
+        try:
+            results = list(recognize([c for _, c in pending]))
+        except BadSampleError:  # one line refused (too wide, ...): find it, keep the others
+            results = [_one(recognize, c, job.lines[k], job.errors) for k, c in pending]
         for (k, _), res in zip(pending, results):
+            if res is None:
+                continue
             set_line_text(job.lines[k], *_text_conf(res))
             done.append((k, _text_conf(res)[0]))
+            raw.append(res)
         pending.clear()
 
     for k, crop in iter_crops(job, gray):
@@ -142,7 +150,15 @@ def recognize_page(gray: np.ndarray, xml: bytes, recognize: Callable[[list[np.nd
     if pending:
         flush()
     return PageResult(page_bytes(job.tree), [t for _, t in done],
-                      [job.lines[k].get("id", "?") for k, _ in done], job.errors)
+                      [job.lines[k].get("id", "?") for k, _ in done], job.errors, raw)
+
+
+def _one(recognize, crop: np.ndarray, line: etree._Element, errors: list[str]):
+    try:
+        return recognize([crop])[0]
+    except BadSampleError as e:
+        errors.append(f"TextLine {line.get('id', '?')}: {e}")
+        return None
 
 
 def _text_conf(res) -> tuple[str, float | None]:
@@ -184,6 +200,12 @@ def page_bytes(tree: etree._ElementTree) -> bytes:
 
 # ---- file and folder level (the `recognize` command on PAGE-XML) -------------------------
 
+def crops_recognizer(rec) -> Callable[[list[np.ndarray]], list]:
+    """The ``recognize`` callable for an ``inkpack.load`` line recognizer (``prepare_input`` and
+    ``run_prepared``): one forward pass per batch of crops, results with text and confidences."""
+    return lambda crops: rec.run_prepared([rec.prepare_input(c) for c in crops])
+
+
 @dataclass
 class PageFileReport:
     pages: int = 0
@@ -199,8 +221,9 @@ def recognize_pagexml(source: str, recognize: Callable[[list[np.ndarray]], Seque
                       on_page: Callable[[str, PageResult], None] | None = None) -> PageFileReport:
     """Fill a PAGE-XML file, or every page of a folder, writing the filled XML under ``out``.
 
-    ``out``: for one file, the output file (or an existing folder to write it into); for a
-    folder, an output folder (created). ``None`` writes nothing (``on_page`` still sees each
+    ``out``: for a folder, an output folder (created); for one file, the output file when it
+    ends in ``.xml`` and is not an existing folder, else a folder to write it into (created).
+    Output files keep the input's name. ``None`` writes nothing (``on_page`` still sees each
     page). A page that cannot be used is skipped and reported; the others go on.
     """
     from inkpack.data.images import load_gray
@@ -209,20 +232,24 @@ def recognize_pagexml(source: str, recognize: Callable[[list[np.ndarray]], Seque
     single = not os.path.isdir(source)
     out_dir = None
     if out is not None:
-        out_dir = out if not single or os.path.isdir(out) else None
+        as_file = single and out.lower().endswith(".xml") and not os.path.isdir(out)
+        out_dir = None if as_file else out
+        src_dir = os.path.dirname(os.path.abspath(files[0]))
+        if os.path.abspath(out) == (os.path.abspath(files[0]) if as_file else src_dir):
+            raise InputError(f"{out}: would overwrite the input PAGE-XML; give another output path")
         _check_writable(out, out_dir is not None)
     rep = PageFileReport()
     for f in files:
         try:
-            data = Path(f).read_bytes()
+            try:
+                data = Path(f).read_bytes()
+            except OSError as e:
+                raise InputError(f"{f}: cannot read ({e.strerror or e})") from None
             _, page = parse_page_data(data, f)
             img = page_image_path(f, page, images_dir)
             gray = load_gray(img, **({"max_pixels": max_pixels} if max_pixels else {}))
             res = recognize_page(gray, data, recognize, name=f, image_name=f"image {img}",
                                  batch_size=batch_size, max_lines=max_lines)
-        except OSError as e:
-            rep.skipped_pages.append(f"{f}: cannot read ({e.strerror or e})")
-            continue
         except InkpackError as e:
             if single:
                 raise
@@ -235,8 +262,9 @@ def recognize_pagexml(source: str, recognize: Callable[[list[np.ndarray]], Seque
             on_page(f, res)
         if out is not None:
             dest = os.path.join(out_dir, os.path.basename(f)) if out_dir else out
-            try:
-                Path(dest).write_bytes(res.xml)
+            try:  # whole or not at all: a stopped run leaves no half-written page
+                Path(dest + ".part").write_bytes(res.xml)
+                os.replace(dest + ".part", dest)
             except OSError as e:
                 raise InputError(f"{dest}: cannot write ({e.strerror or e})") from None
             rep.outputs.append(dest)

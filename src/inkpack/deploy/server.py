@@ -1,7 +1,8 @@
 """HTTP service (FastAPI): line, ink and page recognition with dynamic batching.
 
 Endpoints: ``POST /v1/recognize/line`` (multipart field ``file``, or a raw PNG/JPEG/TIFF body),
-``POST /v1/recognize/ink`` (JSON ``{"strokes": [[[x, y, t], ...], ...]}`` or an InkML body),
+``POST /v1/recognize/ink`` (JSON ``{"strokes": [[[x, y, t], ...], ...]}`` or an InkML body; an
+InkML body of several samples answers ``{"model", "kind", "samples": [{"id", "text", ...}, ...]}``),
 ``POST /v1/recognize/page`` (multipart ``image`` + ``xml`` → PAGE-XML with TextEquiv filled),
 ``GET /health``, ``GET /v1/models``, the web demo at ``/``, OpenAPI at ``/docs``.
 
@@ -94,14 +95,15 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
                max_pixels: int = 40_000_000, max_batch: int = 16, max_wait_ms: float = 5.0,
                max_ink_points: int = 100_000, decoder=None, token: str | None = None,
                allow_origins=(), allowed_hosts=None, max_inflight: int = 64,
-               read_timeout: float = 30.0) -> FastAPI:
+               read_timeout: float = 30.0, max_page_lines: int = 2000) -> FastAPI:
     """``model``: a line recognizer from ``inkpack.api.load`` or a path (None → the bundled model);
     ``ink_model``: the same for ink (None → the ink endpoint answers 404 with how to load one);
     ``decoder``: a :class:`inkpack.decode.beam.Decoder` (or its options dict) for the line models
     (image lines and ink lines; a character classifier keeps its top-k), None → each model's own.
     ``token``: bearer token required on ``/v1/*``; ``allow_origins``: web origins allowed besides the
     service's own; ``allowed_hosts``: accepted ``Host`` names (None = any); ``max_inflight``:
-    recognition requests at a time before 503; ``read_timeout``: seconds for the whole body."""
+    recognition requests at a time before 503; ``read_timeout``: seconds for the whole body;
+    ``max_ink_points``: pen points per ink request (all samples); ``max_page_lines``: TextLines per page."""
     line, ink = _models(model, ink_model)
     _set_decoder(decoder, line, ink)
     batchers = {
@@ -135,7 +137,8 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
         if line is None:
             raise ApiError(404, "no line model loaded (start the server with --model MODEL)")
         data, declared = await upload_bytes(request, "file")
-        check_image_bytes(data, declared, max_pixels)
+        # with the model's height: a line too wide once scaled is a 413 from the header, before decoding
+        check_image_bytes(data, declared, max_pixels, height=_line_height(line))
         prepared = await run_in_threadpool(line.prepare_input, data)
         res = await run("line", prepared)
         return {"model": line.name, **res.to_dict()}
@@ -147,10 +150,13 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
             raise ApiError(404, "no ink model loaded: start the server with --ink-model MODEL "
                                 "(line images work at /v1/recognize/line)")
         body = await request.body()
-        sample = await run_in_threadpool(parse_ink_safely, body, content_type(request), max_ink_points)
-        prepared = await run_in_threadpool(ink.prepare_input, sample)
-        res = await run("ink", prepared)
-        return {"model": ink.name, "kind": ink.input_kind, **res.to_dict()}
+        samples = await run_in_threadpool(parse_ink_safely, body, content_type(request), max_ink_points)
+        prepared = await run_in_threadpool(lambda: [ink.prepare_input(s) for s in samples])
+        results = await asyncio.gather(*(run("ink", p) for p in prepared))
+        if len(samples) == 1:
+            return {"model": ink.name, "kind": ink.input_kind, **results[0].to_dict()}
+        return {"model": ink.name, "kind": ink.input_kind,
+                "samples": [{"id": s.id, **r.to_dict()} for s, r in zip(samples, results)]}
 
     @app.post("/v1/recognize/page", tags=["recognize"], openapi_extra=_page_doc(),
               response_class=Response, responses={200: {"content": {"application/xml": {}}}})
@@ -172,7 +178,7 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
             futures = [batchers["line"].submit(line.prepare_input(c)) for c in crops]
             return [f.result() for f in futures]
 
-        page = await run_in_threadpool(fill_streaming, gray, xml, recognize_crops)
+        page = await run_in_threadpool(lambda: fill_streaming(gray, xml, recognize_crops, max_lines=max_page_lines))
         return Response(page.xml, media_type="application/xml",
                         headers={"X-Inkpack-Lines": str(len(page.texts)), "X-Inkpack-Skipped": str(len(page.errors))})
 
@@ -225,6 +231,12 @@ def _local_docs(app: FastAPI, assets: Path) -> None:
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
 
+def _line_height(rec) -> int | None:
+    """The input height of a line recognizer (``ImageRecognizer.rec.height``), if it has one."""
+    h = getattr(getattr(rec, "rec", None), "height", None)
+    return int(h) if isinstance(h, int) and h > 0 else None
+
+
 def _gray(data: bytes, max_pixels: int):
     from inkpack.data.images import load_gray
 
@@ -248,9 +260,7 @@ def _add_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InkpackError)
     async def bad_input(_r: Request, e: InkpackError):
-        msg = str(e)
-        # InputTooLargeError is the 413; the message test covers limits still raised as other types
-        return _err(413 if isinstance(e, InputTooLargeError) or "too large" in msg else 422, msg)
+        return _err(413 if isinstance(e, InputTooLargeError) else 422, str(e))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(r: Request, e: StarletteHTTPException):

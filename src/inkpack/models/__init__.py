@@ -3,6 +3,7 @@
 from inkpack.models.registry import REGISTRY, ModelSpec, build_model, register
 
 from inkpack.models import cnn_dblstm as _cnn_dblstm  # noqa: F401,E402  (registers)
+from inkpack.models import gated as _gated  # noqa: F401,E402  (registers)
 
 try:  # optional architectures register themselves when their module exists
     from inkpack.models import mdlstm as _mdlstm  # noqa: F401

@@ -49,12 +49,13 @@ class CNNDBLSTM(nn.Module):
         dropout: float = 0.2,
         in_channels: int = 1,
         norm: str = "batch",
+        stack: type[ConvStack] = ConvStack,
     ) -> None:
         super().__init__()
         if norm not in ("batch", "none"):
             raise InkpackError(f"model option norm must be 'batch' or 'none', not {norm!r}")
         self.height = height
-        self.cnn = ConvStack(in_channels, conv_cfg)
+        self.cnn = stack(in_channels, conv_cfg)
         if norm == "none":  # no batch statistics: an example's output ignores its batch-mates
             for i, m in enumerate(self.cnn.body):
                 if isinstance(m, nn.BatchNorm2d):
@@ -134,10 +135,29 @@ def scale_channels(cfg, width: float):
     """The same stack with every conv's channel count times ``width`` (rounded, at least 1)."""
     if not width > 0:
         raise InkpackError(f"model option width must be > 0, not {width!r}")
-    return [(k, max(1, round(a * width)), b) if k == "c" else (k, a, b) for k, a, b in cfg]
+    return [(it[0], max(1, round(it[1] * width)), *it[2:]) if it[0] == "c" else tuple(it) for it in cfg]
+
+
+def with_width_factor(cfg, factor: int):
+    """The same stack with its width pooling changed so that it reduces the width ``factor``
+    times (the CTC frame rate): the first pools take width 2 until the product reaches it."""
+    pools = [i for i, item in enumerate(cfg) if item[0] == "p"]
+    if factor < 1 or factor & (factor - 1) or factor > 2 ** len(pools):
+        raise InkpackError(f"model option pool_widths must be a power of 2 from 1 to {2 ** len(pools)}, "
+                           f"not {factor!r}")
+    out, left = list(cfg), factor
+    for i in pools:
+        k, ph, _ = cfg[i]
+        out[i] = (k, ph, 2 if left > 1 else 1)
+        left = max(1, left // 2)
+    return out
 
 
 @register("darknet-dblstm", "image", "compact student: DarkNet 3x3/1x1 stack + 2-layer BLSTM")
-def darknet_dblstm(num_classes: int, width: float = 1.0, **opts) -> CNNDBLSTM:
-    """``width`` scales the conv channels (0.5: a half-width student for the same DBLSTM head)."""
-    return CNNDBLSTM(num_classes, scale_channels(DARKNET_CFG, width), **opts)
+def darknet_dblstm(num_classes: int, width: float = 1.0, pool_widths: int = 4, **opts) -> CNNDBLSTM:
+    """``width`` scales the conv channels (0.5: a half-width student for the same DBLSTM head);
+    ``pool_widths``: the width reduction, i.e. one CTC frame per that many input columns."""
+    cfg = scale_channels(DARKNET_CFG, width)
+    if pool_widths != 4:
+        cfg = with_width_factor(cfg, pool_widths)
+    return CNNDBLSTM(num_classes, cfg, **opts)

@@ -14,7 +14,9 @@ shift, bias or LeakyReLU made it non-zero, and pooling windows straddle the true
 ``ceil(w / f)`` for the width reduction ``f`` so far) to zero before every convolution that
 pads in width and to ``-inf`` before every pooling wider than one column: each example
 then sees exactly what it sees alone. ``ConvStack.forward(x, widths)`` does this for padded
-batches; :mod:`inkpack.packed_cnn` does it for packed canvases with its own mask.
+batches (at inference only the few cells that reach real ones, :func:`run_halo`; while the
+ONNX exporter traces, the masks go into the graph); :mod:`inkpack.packed_cnn` does it for
+packed canvases with its own mask.
 """
 
 from __future__ import annotations
@@ -81,6 +83,40 @@ def run_masked(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor,
         if isinstance(m, nn.MaxPool2d):
             f *= nn.modules.utils._pair(m.stride)[1]
     return fill(x, 0.0) if inf_off else x
+
+
+def run_halo(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor, widths: Sequence[int]) -> torch.Tensor:
+    """:func:`run_masked` for a right-padded batch at inference (no autograd), writing only the
+    cells that reach an example's real cells: before a conv padding ``p`` columns in width, the
+    ``p`` columns after each example's end (its zero padding when alone); before a pool ``k``
+    wide, the cells of the window straddling the end (``-inf``: alone, a ``ceil_mode`` window
+    ignores them). The other padding cells hold finite leftovers that no real cell reads, and
+    no ``-inf`` outlives the pool (each straddling window has a real cell), so the real frames
+    are those of :func:`run_masked` at a few small in-place writes instead of a pass over the
+    whole map per layer (batch of 16 val lines, one thread: darknet +3% forward time instead of
+    +30%, vgg +2%). For ConvStack's pools (kernel = stride, ceil_mode). ``x`` itself (the
+    caller's images) is copied before the first write."""
+    orig = x.untyped_storage().data_ptr()
+    f = 1
+    for m in leaves(layers):
+        span = None
+        if isinstance(m, nn.MaxPool2d) and pool_width(m) > 1:
+            k, value = pool_width(m), float("-inf")
+            span = lambda e: (e, -(-e // k) * k)  # noqa: E731
+        elif isinstance(m, nn.Conv2d) and _pad_width(m) > 0:
+            p, value = _pad_width(m), 0.0
+            span = lambda e: (e, e + p)  # noqa: E731
+        if span is not None:
+            W = x.shape[-1]
+            todo = [(b, a, min(c, W)) for b, w in enumerate(widths) for a, c in [span(-(-w // f))] if a < min(c, W)]
+            if todo and x.untyped_storage().data_ptr() == orig:
+                x = x.clone()  # keeps the memory format
+            for b, a, c in todo:
+                x[b, :, :, a:c] = value
+        x = m(x)
+        if isinstance(m, nn.MaxPool2d):
+            f *= nn.modules.utils._pair(m.stride)[1]
+    return x
 
 
 def width_index(x: torch.Tensor) -> torch.Tensor:
@@ -150,13 +186,18 @@ class ConvStack(nn.Module):
 
     def forward(self, x: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
         """``x [B, C, H, W]``; with ``widths`` (true widths of a right-padded batch) each example's
-        real cells are exactly what it gives alone (:func:`run_masked`). A batch without
-        padding (all widths = W, e.g. one line) skips the masks, except while tracing."""
+        real cells are exactly what it gives alone (:func:`run_masked`; :func:`run_halo` without
+        autograd). A batch without padding (all widths = W, e.g. one line) skips the masks,
+        except while tracing."""
         if widths is None:
             return self.body(x)
         # (the ONNX exporter traces: the masks stay in its graph whatever widths it traces with)
-        if not torch.jit.is_tracing() and bool((widths >= x.shape[-1]).all()):
+        if torch.jit.is_tracing():
+            return run_masked(self.body, x, padded_off(widths))
+        if bool((widths >= x.shape[-1]).all()):
             return self.body(x)
+        if not torch.is_grad_enabled():  # inference: write only the cells that matter
+            return run_halo(self.body, x, [int(w) for w in widths.tolist()])
         return run_masked(self.body, x, padded_off(widths))
 
     def out_size(self, h: int, w: int) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import yaml
 from inkpack.errors import ConfigError
 
 BATCHING = ("pad-max", "pad-min", "pack")
-PATH_FIELDS = ("train", "val", "out", "init_from")
+PATH_FIELDS = ("train", "val", "out", "init_from", "images_dir")
 MIN_HEIGHT = 8
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -55,6 +55,10 @@ class TrainConfig:
     # copied in, optionally only those under the ``init_layers`` name prefixes (e.g. lstm., fc.)
     init_from: str | None = None
     init_layers: list[str] | None = None
+    # characters of the data that the init model lacks: union (keep its characters, add the new
+    # ones), new (only the data's characters), fail (refuse)
+    init_resize: str = "union"
+    images_dir: str | None = None  # PAGE-XML data: where the page images are (default: beside the XML)
     progress: bool = True
     # auto: CUDA when available (with automatic mixed precision), else the CPU
     device: str = "auto"

@@ -22,7 +22,7 @@ the CTC frames) are skipped and counted in ``skipped`` of the history.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from inkpack.data.alphabet import Alphabet
-from inkpack.errors import InkpackError
+from inkpack.errors import ConfigError, InkpackError
 from inkpack.metrics import ErrorCounts
 from inkpack.model_io import save_model
 from inkpack.models import REGISTRY, build_model
@@ -41,13 +41,14 @@ from inkpack.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from inkpack.train.config import TrainConfig
+from inkpack.train.config import check_types, read_yaml_mapping, resolve_paths
 from inkpack.train.ctc import needed_frames
 from inkpack.train.ink_data import InkData, pad_features, prep_config
 from inkpack.train.schedule import warmup_cosine
 
 HANZI = "../shared/data/hanzi"
 DEFAULT_ARCH = {"char": "lstm-char", "line": "online-blstm"}
+PATH_FIELDS = ("train", "val", "out", "medians", "charset")  # relative to the YAML config's folder
 STATE = ("epoch", "step_in_epoch", "global_step", "history", "best", "elapsed", "run_loss", "skipped")
 
 
@@ -92,8 +93,22 @@ class InkTrainConfig:
     sortagrad: bool = False  # line task: epoch 0 goes from the shortest lines to the longest
     progress: bool = True
 
-    # the image trainer's YAML reader is generic over the dataclass's fields
-    from_yaml = classmethod(TrainConfig.from_yaml.__func__)
+    @classmethod
+    def from_yaml(cls, path: str, **overrides) -> "InkTrainConfig":
+        """The config in ``path`` (its paths relative to it, as ``TrainConfig``'s), then
+        ``overrides`` (not None); unknown keys and wrong types are one ``ConfigError`` naming the file."""
+        data = read_yaml_mapping(path)
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"{path}: unknown config keys {sorted(map(str, unknown))}")
+        resolve_paths(data, path, PATH_FIELDS)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**data)
+        try:
+            check_types(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        return cfg
 
 
 class InkTrainer(InkData):

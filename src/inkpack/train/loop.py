@@ -32,8 +32,8 @@ from inkpack.data.alphabet import Alphabet
 from inkpack.data.images import AugmentConfig
 from inkpack.data.lines import LineBatcher, LineSet, load_lineset
 from inkpack.devices import resolve_device
-from inkpack.errors import InkpackError, UnknownCharacterError
-from inkpack.model_io import save_model
+from inkpack.errors import InkpackError, ModelFileError, UnknownCharacterError
+from inkpack.model_io import describe_data, save_model
 from inkpack.models import REGISTRY, build_model
 from inkpack.train.checkpoint import load_checkpoint, rng_state, set_rng_state
 from inkpack.train.config import TrainConfig
@@ -77,14 +77,18 @@ class Trainer:
         self.ddp: nn.Module | None = None
 
     # ---------------------------------------------------------------- data
-    def _load_data(self, alphabet: Alphabet | None) -> None:
+    def _load_data(self, alphabet: Alphabet | None, init=None) -> None:
         cfg = self.cfg
         progress = cfg.progress and self.env.is_main
-        self.train_set = load_lineset(cfg.train, cfg.height, progress, cfg.limit)
+        self.train_set = load_lineset(cfg.train, cfg.height, progress, cfg.limit, images_dir=cfg.images_dir)
         if len(self.train_set) == 0:
             raise InkpackError(f"{cfg.train}: no usable training lines ({len(self.train_set.skipped)} skipped)")
+        if alphabet is None and init is not None:  # the source model's alphabet, resized for these texts
+            alphabet = init.resolve(self.train_set.texts)
+            self._say(init.describe())
         self.alphabet = alphabet or Alphabet.from_texts(self.train_set.texts)
-        self.val_set = load_lineset(cfg.val, cfg.height, progress, cfg.val_limit) if cfg.val else None
+        self.val_set = (load_lineset(cfg.val, cfg.height, progress, cfg.val_limit, images_dir=cfg.images_dir)
+                        if cfg.val else None)
         self.skipped = list(self.train_set.skipped)
         self._filter_train()
         if not self.env.is_main:
@@ -98,6 +102,7 @@ class Trainer:
         """Drop lines with unencodable text or labels longer than the model's output frames."""
         ts = self.train_set
         keep: list[int] = []
+        too_short = unknown = 0
         factor = self.model.output_lengths(torch.tensor([1000]))
         ratio = float(factor[0]) / 1000.0
         for i, (img, text) in enumerate(zip(ts.images, ts.texts)):
@@ -105,14 +110,21 @@ class Trainer:
                 labels = self.alphabet.encode(text, policy="error")
             except UnknownCharacterError as e:
                 self.skipped.append(f"{ts.ids[i]}: {e}")
+                unknown += 1
                 continue
             frames = math.floor(img.shape[1] * 0.85 * ratio)  # augmentation may shrink by 15%
             if needed_frames(labels) > frames:
                 self.skipped.append(
                     f"{ts.ids[i]}: label needs {needed_frames(labels)} frames, image gives {frames}"
                 )
+                too_short += 1
                 continue
             keep.append(i)
+        if not keep:
+            why = (f"all {len(ts.texts)} too short for the model's frames" if too_short == len(ts.texts)
+                   else f"{too_short} too short for the model's frames, {unknown} with characters outside "
+                   f"the alphabet")
+            raise InkpackError(f"{self.cfg.train}: no usable lines ({why})")
         self.train_set = LineSet(
             [ts.images[i] for i in keep], [ts.texts[i] for i in keep], [ts.ids[i] for i in keep], ts.skipped
         )
@@ -145,15 +157,14 @@ class Trainer:
         if cfg.init_from and not ckpt:  # a resumed run already holds the warm-started weights
             from inkpack.train.warm_start import read_init
 
-            init = read_init(cfg.init_from, cfg.init_layers)
-            alphabet = init.alphabet
+            init = read_init(cfg.init_from, cfg.init_layers, cfg.init_resize)
         opts = dict(cfg.options)
         if REGISTRY[cfg.arch].input_kind == "image":
             opts["height"] = cfg.height  # every image architecture takes its input height
         self.model_options = opts
         # a provisional model gives the width→frames ratio for filtering
         self.model = build_model(cfg.arch, 2, **opts)
-        self._load_data(alphabet)
+        self._load_data(alphabet, init)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.arch, self.alphabet.num_classes, **opts).to(env.device)
         self.train_batcher = LineBatcher(
@@ -184,12 +195,16 @@ class Trainer:
         if env.distributed:  # own dropout masks per rank (the model above is the same everywhere)
             torch.manual_seed(cfg.seed + 1_000_003 * (env.rank + 1))
         if ckpt:
-            self.model.load_state_dict(ckpt["model"])
-            if self.ema is not None and ckpt.get("ema"):  # else it starts from the loaded weights
-                self.ema.load_state_dict(ckpt["ema"])
-            self.precision.load_state_dict(ckpt.get("amp"))
-            self.opt.load_state_dict(ckpt["optimizer"])
-            self.sched.load_state_dict(ckpt["scheduler"])
+            try:
+                self.model.load_state_dict(ckpt["model"])
+                if self.ema is not None and ckpt.get("ema"):  # else it starts from the loaded weights
+                    self.ema.load_state_dict(ckpt["ema"])
+                self.precision.load_state_dict(ckpt.get("amp"))
+                self.opt.load_state_dict(ckpt["optimizer"])
+                self.sched.load_state_dict(ckpt["scheduler"])
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise ModelFileError(f"{self.ckpt_path}: checkpoint does not fit this configuration "
+                                     f"({str(e).splitlines()[0]}); delete or move it to start fresh") from None
             self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
             self.global_step, self.history = ckpt["global_step"], ckpt["history"]
             self.best_cer, self.bad_epochs = ckpt["best_cer"], ckpt["bad_epochs"]
@@ -273,7 +288,7 @@ class Trainer:
             "alphabet": self.alphabet.to_dict(),
             "preprocessing": {"height": self.cfg.height, "ink": "1 on 0 background, contrast-stretched"},
             "input_kind": REGISTRY[self.cfg.arch].input_kind,
-            "trained_on": self.cfg.train,
+            "trained_on": describe_data(self.cfg.train, lines=len(self.train_set)),
             "metrics": metrics or {},
         }
 
@@ -423,6 +438,7 @@ class Trainer:
 
 def train(cfg: TrainConfig) -> dict:
     """Train (single process, or one rank of a ``torchrun`` job) and leave the process group."""
+    cfg.validate()
     trainer = Trainer(cfg)
     ok = False
     try:

@@ -107,7 +107,8 @@ class IamOnDbNpz:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
+            # the file is ours to close: np.load leaves it open when the archive is damaged
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 missing = [k for k in NPZ_KEYS if k not in z.files]
                 if missing:
                     raise InkpackError(f"{path}: missing arrays {missing}")

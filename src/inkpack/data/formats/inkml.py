@@ -76,7 +76,7 @@ def _parse(data: bytes, name: str, col: Collector):
         errors = [err for err in (parser.error_log or e.error_log) if err.level >= etree.ErrorLevels.ERROR]
         benign = bool(errors) and all(err.type_name in _BENIGN for err in errors)
         if not benign:
-            col.error(InkpackError(f"{name}: not well-formed XML: {e}"))
+            col.error(InkpackError(f"{name}: not well-formed XML: {' '.join(str(e).split())}"))
     parser = etree.XMLParser(recover=True, **safe)
     try:
         root = etree.fromstring(data, parser)

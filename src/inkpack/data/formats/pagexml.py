@@ -35,6 +35,7 @@ from inkpack.data.formats.tsv import LineRecord
 from inkpack.data.images import load_gray
 from inkpack.errors import BadSampleError, InkpackError, InputError
 
+MAX_COORD = 1e7  # pixels; far beyond any scanned page, well within int32
 PAGE_NAMESPACES = {
     year: f"http://schema.primaresearch.org/PAGE/gts/pagecontent/{year}"
     for year in ("2009-03-16", "2010-01-12", "2010-03-19", "2013-07-15", "2016-07-15",
@@ -59,8 +60,8 @@ def parse_points(s: str, where: str) -> np.ndarray:
         raise BadSampleError(f"{where}: malformed points {s[:40]!r}") from None
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
         raise BadSampleError(f"{where}: polygon needs at least 3 x,y points")
-    if not np.isfinite(pts).all():
-        raise BadSampleError(f"{where}: polygon has non-finite coordinates")
+    if not (np.abs(pts) < MAX_COORD).all():  # also refuses NaN and infinity
+        raise BadSampleError(f"{where}: polygon coordinates beyond +-{MAX_COORD:g} or not finite")
     return pts
 
 
@@ -115,7 +116,9 @@ def parse_page_data(data: bytes, name: str = "PAGE-XML") -> tuple[etree._Element
     try:
         root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as e:
-        raise InputError(f"{name}: malformed XML ({e.msg}, line {e.lineno})") from None
+        msg = " ".join(str(e.msg).split())  # libxml2 messages can hold newlines
+        where = "" if "line" in msg else f", line {e.lineno}"
+        raise InputError(f"{name}: malformed XML ({msg}{where})") from None
     return root.getroottree(), find_page(root, name)
 
 
@@ -207,7 +210,7 @@ def page_scale(page: etree._Element, width: int, height: int, name: str,
     """
     try:
         dw, dh = int(float(page.get("imageWidth", ""))), int(float(page.get("imageHeight", "")))
-    except ValueError:
+    except (ValueError, OverflowError):
         return 1.0, 1.0
     if dw <= 0 or dh <= 0 or (dw, dh) == (width, height):
         return 1.0, 1.0

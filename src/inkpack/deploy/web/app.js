@@ -11,17 +11,53 @@
   let requestSeq = 0;      // responses older than the newest request are ignored
   let inkKind = null;      // "char" | "ink" | null (no ink model)
 
+  // ------------------------------------------------------------ access token (serve --token)
+  const TOKEN_KEY = "inkpack-token";
+  let token = "";
+  try { token = sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { token = ""; }
+  $("token").value = token;
+  // every API call: with `Authorization: Bearer TOKEN` once a token is entered
+  function api(path, opts) {
+    const o = Object.assign({}, opts || {});
+    o.headers = Object.assign({}, o.headers || {});
+    if (token) o.headers["Authorization"] = `Bearer ${token}`;
+    return fetch(path, o);
+  }
+  function needToken(r) {
+    if (r.status !== 401) return false;
+    $("token-row").hidden = false;
+    $("token").focus();
+    return true;
+  }
+  $("token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    token = $("token").value.trim();
+    try { sessionStorage.setItem(TOKEN_KEY, token); } catch (e) { /* storage off: kept for this page */ }
+    loadModels();
+  });
+
   // ------------------------------------------------------------ models
-  fetch("/v1/models").then((r) => r.json()).then((m) => {
-    const parts = [];
-    if (m.line) parts.push(`line images: ${m.line.name} (${m.line.arch}, ${m.line.backend})`);
-    if (m.ink) parts.push(`ink: ${m.ink.name} (${m.ink.kind === "char" ? "characters" : "text lines"})`);
-    else parts.push("ink: no model loaded");
-    inkKind = m.ink ? m.ink.kind : null;
-    $("models").textContent = parts.join(" · ");
-    if (!m.ink) setInkStatus("No ink model is loaded on the server; start it with --ink-model to recognize writing.");
-    if (!m.line) $("line-status").textContent = "No line model is loaded on the server.";
-  }).catch(() => { $("models").textContent = "cannot reach the server"; });
+  function loadModels() {
+    api("/v1/models").then(async (r) => {
+      if (needToken(r)) {
+        $("models").textContent = token ? "the access token was refused: check it"
+          : "this server needs an access token: enter it above";
+        return;
+      }
+      const m = await r.json();
+      const parts = [];
+      if (m.line) parts.push(`line images: ${m.line.name} (${m.line.arch}, ${m.line.backend})`);
+      if (m.ink) parts.push(`ink: ${m.ink.name} (${m.ink.kind === "char" ? "characters" : "text lines"})`);
+      else parts.push("ink: no model loaded");
+      inkKind = m.ink ? m.ink.kind : null;
+      $("models").textContent = parts.join(" · ");
+      if (!m.ink) setInkStatus("No ink model is loaded on the server; start it with --ink-model to recognize writing.");
+      else setInkStatus("");
+      if (!m.line) $("line-status").textContent = "No line model is loaded on the server.";
+      else $("line-status").textContent = "";
+    }).catch(() => { $("models").textContent = "cannot reach the server"; });
+  }
+  loadModels();
 
   // ------------------------------------------------------------ drawing
   function scale() {
@@ -90,13 +126,14 @@
     if (!strokes.length) { $("candidates").replaceChildren(); return; }
     setInkStatus("recognizing…");
     try {
-      const r = await fetch("/v1/recognize/ink", {
+      const r = await api("/v1/recognize/ink", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ strokes }),
       });
-      const body = await r.json();
       if (seq !== requestSeq) return;
+      if (needToken(r)) { setInkStatus("this server needs an access token: enter it above"); return; }
+      const body = await r.json();
       if (!r.ok) { setInkStatus(body.error || `error ${r.status}`); $("candidates").replaceChildren(); return; }
       setInkStatus("");
       showCandidates(body);
@@ -142,7 +179,8 @@
     const form = new FormData();
     form.append("file", file, file.name);
     try {
-      const r = await fetch("/v1/recognize/line", { method: "POST", body: form });
+      const r = await api("/v1/recognize/line", { method: "POST", body: form });
+      if (needToken(r)) { $("line-status").textContent = "this server needs an access token: enter it above"; return; }
       const body = await r.json();
       if (!r.ok) { $("line-status").textContent = body.error || `error ${r.status}`; return; }
       $("line-status").textContent = body.text ? "" : "(no text recognized)";
