@@ -37,7 +37,22 @@ def table(rows: list[tuple], header: tuple) -> str:
     return "\n".join(lines)
 
 
+def portable(obj):
+    """``obj`` with every absolute path under the repository's parent (the repository, shared/)
+    rewritten relative to the repository, so results hold no path of the machine they ran on."""
+    if isinstance(obj, dict):
+        return {k: portable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith(str(REPO.parent) + "/"):
+        import os
+
+        return os.path.relpath(obj, REPO)
+    return obj
+
+
 def write_json(path: str | None, data: dict) -> None:
+    data = portable(data)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
