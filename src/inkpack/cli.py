@@ -16,7 +16,8 @@ from pathlib import Path
 
 from inkpack import __version__
 from inkpack import cli_types as T
-from inkpack.cli_run import _decoder, cmd_demo, cmd_evaluate, cmd_recognize  # noqa: F401 (_decoder: serve)
+from inkpack.cli_run import cmd_demo, cmd_evaluate, cmd_recognize
+from inkpack.cli_types import HelpFormatter, Parser  # noqa: F401 (HelpFormatter: its old home)
 from inkpack.errors import ConfigError, InkpackError
 from inkpack.jsonio import check_output_dir, check_output_file, dumps
 
@@ -29,29 +30,6 @@ LAZY = {"compress": "compress a model: distill, tucker, svd, adw, kmeans, int8 (
 # output options of every command: checked before the command runs (flag -> file | dir)
 OUTPUT_OPTIONS = {"json": "file", "output": "file", "plot": "file"}
 OUT_IS_FILE = ("export", "compress", "lm")  # their --out is one file (or a stem); train's is a folder
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends ``(default: X)`` unless the help already says it or there is no real default."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text.lower() or action.default is None or action.default is False or \
-                action.default == argparse.SUPPRESS or \
-                isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
-            return text
-        return super()._get_help_string(action)
-
-
-class Parser(argparse.ArgumentParser):
-    """One-line usage errors (``inkpack evaluate: error: argument --batch-size: ...``), exit 2."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # ------------------------------------------------------------------ train
@@ -75,7 +53,7 @@ def _relaunch_distributed(nproc: int, argv: list[str]) -> int:
 
 TRAIN_FLAGS = ("train", "val", "out", "arch", "height", "batch_size", "lr", "epochs", "patience", "batching",
                "seed", "threads", "time_limit", "max_steps", "limit", "workers", "init_from", "device", "ema",
-               "init_resize", "images_dir")
+               "init_resize", "images_dir", "sync", "block_steps", "block_momentum", "block_lr", "nesterov")
 
 
 def train_config(a: argparse.Namespace):
@@ -182,6 +160,17 @@ def _train_parser(sub) -> None:
     t.add_argument("--per-class", type=T.positive_int, help="char task: synthetic samples per class and epoch")
     t.add_argument("--nproc", type=T.positive_int, metavar="N",
                    help="data-parallel training with N processes on this machine (runs torch.distributed.run)")
+    t.add_argument("--sync", choices=["ddp", "bmuf"],
+                   help="data parallel: ddp = all-reduce the gradients every step; bmuf = blockwise model-update "
+                        "filtering, local steps and one synchronization per block (default: ddp)")
+    t.add_argument("--block-steps", type=T.positive_int, metavar="TAU",
+                   help=f"bmuf: local steps per block (default: {C.block_steps})")
+    t.add_argument("--block-momentum", type=T.unit_interval, metavar="ETA",
+                   help="bmuf: block momentum in [0, 1) (default: 1 - 1/N for N workers)")
+    t.add_argument("--block-lr", type=T.positive_float, metavar="ZETA",
+                   help=f"bmuf: block learning rate (default: {C.block_lr})")
+    t.add_argument("--nesterov", action="store_const", const=True, default=None,
+                   help="bmuf: start each block from the Nesterov look-ahead θ_g + η·Δ (default: classical)")
     t.set_defaults(fn=cmd_train)
 
 

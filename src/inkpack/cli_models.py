@@ -25,6 +25,8 @@ def _measure(cfg: dict) -> str:
             return f"val CER {100 * m['val_cer']:.1f}%"
         if isinstance(m.get("val_top1"), (int, float)):
             return f"val top-1 {100 * m['val_top1']:.1f}%"
+        if isinstance(m.get("val_baseline_f1"), (int, float)):
+            return f"val baseline F1 {m['val_baseline_f1']:.3f}"
     src = (cfg.get("compression") or {}).get("source")
     return f"(compressed from {Path(src).name})" if src else "-"
 
@@ -44,7 +46,8 @@ def shipped_models(folder: Path) -> list[dict]:
             rows.append({"name": stem.name, "task": "?", "arch": "?", "mb": 0.0, "measure": f"unreadable: {e}"})
             continue
         files = [p for p in folder.glob(stem.name + ".*") if p.is_file()]
-        rows.append({"name": stem.name, "task": TASKS.get(_input_kind(cfg), _input_kind(cfg)),
+        task = "page" if cfg.get("task") == "segment" else TASKS.get(_input_kind(cfg), _input_kind(cfg))
+        rows.append({"name": stem.name, "task": task,
                      "arch": cfg["arch"], "mb": sum(p.stat().st_size for p in files) / 1e6,
                      "measure": _measure(cfg)})
     return rows

@@ -18,31 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+from inkpack.decode.options import decoder_from_args as _decoder  # _decoder: the old name (tests)
 from inkpack.errors import BadSampleError, ConfigError, InkpackError, InputError
 
 REPO = Path(__file__).resolve().parents[2]
 INK_DATA = (".pot", ".npz")
 CHUNK = 128  # lines decoded and prepared at a time: memory stays bounded on large sets
-
-
-def _decoder(a: argparse.Namespace):
-    """The decoder asked for; ``--lm`` without ``--decoder`` means beam search with that LM."""
-    kind = getattr(a, "decoder", None)
-    lm = getattr(a, "lm", None)
-    if kind is None:
-        kind = "beam+lm" if lm else "greedy"
-    elif lm and kind != "beam+lm":
-        raise ConfigError(f"--lm is only used by --decoder beam+lm (got --decoder {kind}): "
-                          "drop --decoder, or drop --lm")
-    if kind == "greedy":
-        return None
-    from inkpack.decode.beam import Decoder
-
-    if kind == "beam+lm" and not lm:
-        raise ConfigError("--decoder beam+lm needs --lm LM.arpa (train one with `inkpack lm train`)")
-    if getattr(a, "beam", 16) < 1:
-        raise ConfigError(f"--beam must be at least 1, got {a.beam}")
-    return Decoder(kind, beam=a.beam, lm=lm, lexicon=a.lexicon, alpha=a.alpha, beta=a.beta)
 
 
 def _progress(mode: str, total: int, desc: str):

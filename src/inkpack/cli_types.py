@@ -1,4 +1,5 @@
-"""argparse value types: a bad option value is one line naming the flag, before any work starts.
+"""argparse value types: a bad option value is one line naming the flag, before any work starts;
+and the parser every command uses (:class:`Parser`: one-line usage errors, exit 2).
 
 Light on purpose (no torch): ``inkpack --help`` imports this module.
 """
@@ -95,3 +96,26 @@ def min_int(lo: int):
 
     check.__name__ = f"int>={lo}"
     return check
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` unless the help already says it or there is no real default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default is None or action.default is False or \
+                action.default == argparse.SUPPRESS or \
+                isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """One-line usage errors (``inkpack evaluate: error: argument --batch-size: ...``), exit 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

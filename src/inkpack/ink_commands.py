@@ -229,7 +229,7 @@ def ink_recognizer(model: str | None, file_kind: str, threads: int = 1, decoder=
     """The recognizer for an ink file: ``model`` (PyTorch or ``.onnx``) or the bundled default."""
     name = str(model or default_model(file_kind))
     if name.lower().endswith(".onnx"):
-        from inkpack.deploy.ink import load_ink_onnx
+        from inkpack.deploy.ink_onnx import load_ink_onnx
 
         return load_ink_onnx(name, threads=threads, decoder=decoder)
     from inkpack.deploy.ink import InkRecognizer

@@ -58,7 +58,9 @@ def resolve(path: str | None, default: str = DEFAULT_OFFLINE) -> Path:
     if not p.with_suffix(".json").exists() and (models_dir() / p.name).with_suffix(".json").exists():
         p = models_dir() / p.name
     if not p.with_suffix(".json").exists():
-        raise ModelFileError(f"{path}: model not found (expected {p.with_suffix('.json')})")
+        hint = (f"; the bundled models are in the repository's models/ folder: set INKPACK_MODELS to it "
+                f"or pass --model" if not models_dir().is_dir() else "")
+        raise ModelFileError(f"{path}: model not found (expected {p.with_suffix('.json')}){hint}")
     return p
 
 
@@ -153,6 +155,8 @@ def validate_model_json(cfg, p: Path | str, required: tuple[str, ...] = ("arch",
     """``cfg`` checked against ``MODEL_SCHEMA``; a ``ModelFileError`` names the file and field."""
     if not isinstance(cfg, dict):
         raise ModelFileError(f"{p}: expected a JSON object, got {type(cfg).__name__}")
+    if cfg.get("task") == "segment":  # a page segmenter (inkpack.segment) has no alphabet
+        required = tuple(k for k in required if k != "alphabet")
     for key in required:
         if key not in cfg:
             raise ModelFileError(f"{p}: missing field {key!r}")
@@ -195,15 +199,17 @@ def read_config(stem: str | Path) -> dict:
     return read_json_fields(Path(stem).with_suffix(".json"), ("arch", "alphabet"))
 
 
-def load_model(path: str | None = None) -> tuple[nn.Module, dict, Alphabet]:
+def load_model(path: str | None = None, *, int8: bool = True) -> tuple[nn.Module, dict, Alphabet]:
+    """The model at ``path`` (None: the bundled one) in eval mode, its config and alphabet.
+    ``int8=False`` skips the dynamic int8 step of a compressed model (its fp32 graph)."""
     stem = resolve(path)
     cfg = read_config(stem)
     alphabet = Alphabet.from_dict(cfg["alphabet"])
     model = build_checked(cfg, alphabet, stem.with_suffix(".json"))
     if "compression" in cfg:  # rebuilt low-rank/Tucker structure, k-means file, int8 at load
-        from inkpack.compress.commands import load_compressed
+        from inkpack.compress.structure import load_compressed
 
-        return load_compressed(model, cfg["compression"], stem), cfg, alphabet
+        return load_compressed(model, cfg["compression"], stem, int8=int8), cfg, alphabet
     wpath = stem.with_suffix(".safetensors")
     try:
         state = load_file(str(wpath))

@@ -44,7 +44,7 @@ from inkpack.batching import Batch
 from inkpack.errors import InkpackError
 from inkpack.nn.conv import pool_width as _pool_width
 from inkpack.nn.conv import run_masked
-from inkpack.packing import PackLayout
+from inkpack.packing import PackLayout, repack
 
 
 def is_cnn_dblstm(model: nn.Module) -> bool:
@@ -95,8 +95,6 @@ def _suits(model: nn.Module, lay: PackLayout) -> bool:
 
 def prepare(model: nn.Module, batch: Batch) -> Batch:
     """Return ``batch`` re-packed for ``model`` unless its layout already suits it."""
-    from inkpack.packed_forward import repack
-
     lay = batch.packing
     if lay is None:
         raise InkpackError("packed_forward: the batch is not packed (batch.packing is None)")

@@ -40,7 +40,8 @@ import torch
 
 from inkpack.batching import Batch
 from inkpack.errors import InkpackError
-from inkpack.packing import PackLayout, pack_layout
+from inkpack import packed_cnn
+from inkpack.packing import PackLayout, example_boxes, pack_layout, repack, transfer
 
 
 def step_overhead_cells(hidden: int) -> float:
@@ -67,58 +68,10 @@ def _ceil_div(v: torch.Tensor, d: int) -> torch.Tensor:
     return torch.div(v + d - 1, d, rounding_mode="floor")
 
 
-def _boxes(lay: PackLayout, scale: tuple[int, int], hs: list[int], ws: list[int]) -> list[tuple]:
-    """(canvas, y, x, h, w) of every example in a map downsampled by ``scale`` from ``lay``."""
-    sy, sx = scale
-    return [(lay.canvas[i], lay.y[i] // sy, lay.x[i] // sx, hs[i], ws[i]) for i in range(len(hs))]
-
-
-def _move(dst: torch.Tensor, dst_boxes: list[tuple], src: torch.Tensor, src_boxes: list[tuple]) -> None:
-    for (c1, y1, x1, h, w), (c2, y2, x2, _, _) in zip(src_boxes, dst_boxes):
-        dst[c2, :, y2 : y2 + h, x2 : x2 + w].copy_(src[c1, :, y1 : y1 + h, x1 : x1 + w])
-
-
-def _zeros_like_layout(x: torch.Tensor, n: int, H: int, W: int) -> torch.Tensor:
-    """Zero ``[n, C, H, W]`` canvas in the memory format of ``x`` (the MDLSTM's output is
-    channels-last; copying boxes between equal formats copies contiguous runs)."""
-    c = x.shape[1]
-    if x.dim() == 4 and x.stride(1) == 1 and c > 1:
-        return x.new_zeros(n, H, W, c).permute(0, 3, 1, 2)
-    return x.new_zeros(n, c, H, W)
-
-
-class _Transfer(torch.autograd.Function):
-    """Box copies between two canvases; one autograd node (the backward copies boxes back),
-    instead of a chain of slice assignments that would each clone the whole gradient."""
-
-    @staticmethod
-    def forward(ctx, x, src_boxes, dst_boxes, dst_shape):
-        ctx.src_boxes, ctx.dst_boxes, ctx.src_shape = src_boxes, dst_boxes, x.shape
-        out = _zeros_like_layout(x, *dst_shape)
-        _move(out, dst_boxes, x, src_boxes)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        n, _, H, W = ctx.src_shape
-        gx = _zeros_like_layout(g, n, H, W)
-        _move(gx, ctx.src_boxes, g, ctx.dst_boxes)
-        return gx, None, None, None
-
-
-def transfer(x: torch.Tensor, src: PackLayout, scale: tuple[int, int], hs: torch.Tensor,
-             ws: torch.Tensor, dst: PackLayout) -> torch.Tensor:
-    """Move every example's ``hs x ws`` cells from map ``x`` (of layout ``src`` downsampled by
-    ``scale``) into a zero canvas of layout ``dst`` (same sizes, full resolution)."""
-    h, w = hs.tolist(), ws.tolist()
-    return _Transfer.apply(x, _boxes(src, scale, h, w), _boxes(dst, (1, 1), h, w),
-                           (dst.n_canvas, dst.height, dst.width))
-
-
 def collapse(x: torch.Tensor, lay: PackLayout, scale: tuple[int, int], hs: torch.Tensor,
              ws: torch.Tensor) -> torch.Tensor:
     """Sum each example's map over its real rows: ``[T, B, C]``, zero beyond each width."""
-    boxes = _boxes(lay, scale, hs.tolist(), ws.tolist())
+    boxes = example_boxes(lay, scale, hs.tolist(), ws.tolist())
     cols = [x[c, :, y : y + h, q : q + w].sum(1).t() for c, y, q, h, w in boxes]
     return torch.nn.utils.rnn.pad_sequence(cols)
 
@@ -148,8 +101,6 @@ def _options_before(model, k: int) -> dict:
 
 def pack_options(model) -> dict:
     """Packer options for the input canvas of ``model`` (what :func:`packed_forward` expects)."""
-    from inkpack import packed_cnn
-
     if packed_cnn.is_cnn_dblstm(model):
         return packed_cnn.pack_options(model)
     if not hasattr(model, "stages") or not model.stages or _stride(model.stages[0]) is None:
@@ -159,8 +110,6 @@ def pack_options(model) -> dict:
 
 def prepare(model, batch: Batch) -> Batch:
     """Return ``batch`` re-packed for ``model`` unless its layout already suits it."""
-    from inkpack import packed_cnn
-
     if packed_cnn.is_cnn_dblstm(model):
         return packed_cnn.prepare(model, batch)
     lay = batch.packing
@@ -173,15 +122,6 @@ def prepare(model, batch: Batch) -> Batch:
     return repack(batch, opts)
 
 
-def repack(batch: Batch, options: dict) -> Batch:
-    """``batch`` (packed) moved to a new layout built with packer ``options``, labels kept."""
-    lay = batch.packing
-    new = pack_layout(lay.h, lay.w, **options)
-    images = transfer(batch.images, lay, (1, 1), batch.heights.cpu(), batch.widths.cpu(), new).contiguous()
-    return Batch(images=images, heights=batch.heights, widths=batch.widths, targets=batch.targets,
-                 target_lengths=batch.target_lengths, texts=batch.texts, ids=batch.ids, packing=new)
-
-
 def packed_forward(model, batch: Batch, stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``model`` (architecture ``mdlstm``) on a packed batch -> ``(logits [T, B, K], out_lengths)``.
 
@@ -191,8 +131,6 @@ def packed_forward(model, batch: Batch, stats: dict | None = None) -> tuple[torc
     ``stats``, when given, receives ``layout_s``: the CPU seconds spent computing layouts.
     CNN-DBLSTM models (``vgg-dblstm``, ``darknet-dblstm``) go to :mod:`inkpack.packed_cnn`.
     """
-    from inkpack import packed_cnn
-
     if packed_cnn.is_cnn_dblstm(model):
         return packed_cnn.packed_forward(model, batch, stats)
     batch = prepare(model, batch)

@@ -309,3 +309,62 @@ def pack_batch(batch: Batch, **options) -> Batch:
     out = pack(ims, texts=batch.texts, ids=batch.ids, **options)
     out.targets, out.target_lengths = batch.targets, batch.target_lengths
     return out
+
+
+# Moving examples between layouts (used by the packed forward passes and their re-packing).
+
+def example_boxes(lay: PackLayout, scale: tuple[int, int], hs: list[int], ws: list[int]) -> list[tuple]:
+    """(canvas, y, x, h, w) of every example in a map downsampled by ``scale`` from ``lay``."""
+    sy, sx = scale
+    return [(lay.canvas[i], lay.y[i] // sy, lay.x[i] // sx, hs[i], ws[i]) for i in range(len(hs))]
+
+
+def _move(dst: torch.Tensor, dst_boxes: list[tuple], src: torch.Tensor, src_boxes: list[tuple]) -> None:
+    for (c1, y1, x1, h, w), (c2, y2, x2, _, _) in zip(src_boxes, dst_boxes):
+        dst[c2, :, y2 : y2 + h, x2 : x2 + w].copy_(src[c1, :, y1 : y1 + h, x1 : x1 + w])
+
+
+def _zeros_like_layout(x: torch.Tensor, n: int, H: int, W: int) -> torch.Tensor:
+    """Zero ``[n, C, H, W]`` canvas in the memory format of ``x`` (the MDLSTM's output is
+    channels-last; copying boxes between equal formats copies contiguous runs)."""
+    c = x.shape[1]
+    if x.dim() == 4 and x.stride(1) == 1 and c > 1:
+        return x.new_zeros(n, H, W, c).permute(0, 3, 1, 2)
+    return x.new_zeros(n, c, H, W)
+
+
+class _Transfer(torch.autograd.Function):
+    """Box copies between two canvases; one autograd node (the backward copies boxes back),
+    instead of a chain of slice assignments that would each clone the whole gradient."""
+
+    @staticmethod
+    def forward(ctx, x, src_boxes, dst_boxes, dst_shape):
+        ctx.src_boxes, ctx.dst_boxes, ctx.src_shape = src_boxes, dst_boxes, x.shape
+        out = _zeros_like_layout(x, *dst_shape)
+        _move(out, dst_boxes, x, src_boxes)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        n, _, H, W = ctx.src_shape
+        gx = _zeros_like_layout(g, n, H, W)
+        _move(gx, ctx.src_boxes, g, ctx.dst_boxes)
+        return gx, None, None, None
+
+
+def transfer(x: torch.Tensor, src: PackLayout, scale: tuple[int, int], hs: torch.Tensor,
+             ws: torch.Tensor, dst: PackLayout) -> torch.Tensor:
+    """Move every example's ``hs x ws`` cells from map ``x`` (of layout ``src`` downsampled by
+    ``scale``) into a zero canvas of layout ``dst`` (same sizes, full resolution)."""
+    h, w = hs.tolist(), ws.tolist()
+    return _Transfer.apply(x, example_boxes(src, scale, h, w), example_boxes(dst, (1, 1), h, w),
+                           (dst.n_canvas, dst.height, dst.width))
+
+
+def repack(batch: Batch, options: dict) -> Batch:
+    """``batch`` (packed) moved to a new layout built with packer ``options``, labels kept."""
+    lay = batch.packing
+    new = pack_layout(lay.h, lay.w, **options)
+    images = transfer(batch.images, lay, (1, 1), batch.heights.cpu(), batch.widths.cpu(), new).contiguous()
+    return Batch(images=images, heights=batch.heights, widths=batch.widths, targets=batch.targets,
+                 target_lengths=batch.target_lengths, texts=batch.texts, ids=batch.ids, packing=new)

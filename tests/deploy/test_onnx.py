@@ -168,3 +168,32 @@ def test_refusals(tmp_path):
         export_onnx(nn.Linear(2, 2), tmp_path / "x.bin")
     with pytest.raises(InkpackError, match="not found"):
         OnnxLineRecognizer(tmp_path / "missing.onnx")
+
+
+def test_every_line_of_a_mixed_batch_equals_it_alone(tiny_model, exported):
+    """Every line, not only the widest: a shorter line's padding must not reach its last frames
+    through the convolutions and ceil-mode pools (the export traces the model's masks)."""
+    _, cfg, _ = load_model(str(tiny_model))
+    h = cfg["options"]["height"]
+    sess = make_session(exported)
+    widths = [200, 80, 37, 13, 1]
+    images, w = _batch(widths, h)
+    both, n = sess.run(None, {"images": images.numpy(), "widths": w.numpy()})
+    for i, wi in enumerate(widths):
+        alone, m = sess.run(None, {"images": images[i : i + 1, :, :, :wi].numpy(), "widths": w[i : i + 1].numpy()})
+        assert m[0] == n[i]
+        assert np.abs(both[: n[i], i] - alone[: m[0], 0]).max() <= 1e-5, f"line {i} (width {wi})"
+
+
+def test_int8_onnx_recognizer_gives_each_line_what_it_gives_alone(tiny_model, tmp_path):
+    """int8 activations take one scale per call, so the int8 runtime reads lines one by one."""
+    i8 = export_onnx(tiny_model, tmp_path / "t8.onnx", int8=True)
+    rec = OnnxLineRecognizer(i8)
+    assert rec.per_example
+    h = rec.config["preprocessing"]["height"] if "preprocessing" in rec.config else 32
+    images, w = _batch([90, 31, 7], h, seed=3)
+    lines = [images[i, :, :, : int(w[i])] for i in range(3)]
+    both, n = rec.logits(lines)
+    for i, x in enumerate(lines):
+        alone, m = rec.logits([x])
+        assert torch.equal(both[: n[i], i], alone[: m[0], 0])

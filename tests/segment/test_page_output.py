@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +110,50 @@ def test_recognize_page_crops_each_polygon_and_keeps_reading_order():
     r = recognize_page(gray, FixedSegmenter(), FakeRecognizer())
     assert r.texts == ["w198", "w188", "w141"]
     assert r.text == "w198\nw188\nw141" and (r.width, r.height) == (400, 300)
+
+
+def test_batchnorm_folding_keeps_outputs():
+    from inkpack.segment.model import SegNet, fold_batchnorm
+
+    torch.manual_seed(0)
+    m = SegNet((4, 8, 8, 8))
+    for mod in m.modules():   # non-trivial running statistics
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-1, 1); mod.running_var.uniform_(0.5, 2); mod.weight.data.uniform_(0.5, 1.5)
+    m.eval()
+    x = torch.randn(1, 1, 64, 48)
+    ref = m(x)
+    fold_batchnorm(m)
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
+    assert torch.allclose(m(x), ref, atol=1e-5)
+
+
+def test_missing_or_broken_segmentation_model_is_a_one_line_error(tmp_path):
+    from inkpack.errors import ModelFileError
+    from inkpack.segment.model import SegNet, save_segmenter
+
+    with pytest.raises(ModelFileError, match="nope.json: segmentation model not found"):
+        Segmenter(tmp_path / "nope")
+    save_segmenter(SegNet((4, 8, 8, 8)), default_config(128, (4, 8, 8, 8)), tmp_path / "m")
+    cfg = json.loads((tmp_path / "m.json").read_text())
+    cfg["options"]["widths"][0] = 6
+    (tmp_path / "m.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelFileError, match="m.safetensors: cannot load segmentation weights"):
+        Segmenter(tmp_path / "m")
+    (tmp_path / "m.json").write_text("{")
+    with pytest.raises(ModelFileError, match="invalid JSON"):
+        Segmenter(tmp_path / "m")
+
+
+def test_evaluate_pages_scores_a_perfect_segmenter_and_counts_page_cer(tmp_path):
+    import cv2
+
+    from inkpack.segment.evaluate import evaluate_pages
+
+    cv2.imwrite(str(tmp_path / "p.png"), np.full((300, 400), 200, np.uint8))
+    (tmp_path / "p.xml").write_bytes(page_to_pagexml(_lines(), (400, 300), ["w198", "w188", "wrong"], None, "p.png"))
+    r = evaluate_pages([(str(tmp_path / "p.png"), str(tmp_path / "p.xml"))], FixedSegmenter(), FakeRecognizer())
+    assert r["baseline_f1"] == pytest.approx(1) and r["detected_lines"] == r["gt_lines"] == 3
+    ref = "w198\nw188\nwrong"               # recognized "w198\nw188\nw141": 4 edits ("rong" -> "141")
+    assert r["page_cer"] == pytest.approx(4 / len(ref)) and r["gt_line_page_cer"] == pytest.approx(4 / len(ref))
+    assert r["gt_line_cer"] == pytest.approx(4 / 13) and r["failed"] == []

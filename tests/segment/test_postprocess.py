@@ -69,3 +69,17 @@ def test_empty_maps_give_no_lines():
 def test_order_boxes_side_by_side_left_first_else_top_first():
     boxes = [(100, 0, 150, 40), (0, 5, 50, 45), (0, 60, 150, 80)]
     assert order_boxes(boxes) == [1, 0, 2]
+
+
+def test_classical_projection_profile_finds_level_lines():
+    from inkpack.segment.classical import ClassicalSegmenter
+
+    gray = np.full((400, 300), 210, np.uint8)
+    for y in (80, 160, 240):
+        for x in range(40, 250, 8):
+            cv2.rectangle(gray, (x, y - 14), (x + 4, y), 30, -1)
+    lines = ClassicalSegmenter(long_side=400).segment(gray)
+    assert len(lines) == 3
+    for ln, y in zip(lines, (80, 160, 240)):
+        assert abs(ln.baseline[0, 1] - y) <= 4 and abs(ln.baseline[0, 0] - 40) <= 2 and abs(ln.baseline[-1, 0] - 252) <= 2
+    assert ClassicalSegmenter().segment(np.full((100, 100), 200, np.uint8)) == []

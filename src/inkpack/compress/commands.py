@@ -4,8 +4,9 @@ A compressed model is NAME.json + weights. The json keeps the base architecture 
 ``compression`` record: the recipe, the replaced modules (`lowrank.structure`), where the weights
 are (``safetensors``, or ``shared-npz`` = the k-means compact file NAME.npz) and an ``int8`` flag
 (fp32 weights stored, dynamic int8 applied at load). `model_io.load_model` calls
-`load_compressed` for such files. Recipes run in the fixed order distill → tucker → svd → adw →
-kmeans → int8 whatever order they are written in; retraining recipes use --data/--steps.
+`compress.structure.load_compressed` for such files. Recipes run in the fixed order distill →
+tucker → svd → adw → kmeans → int8 whatever order they are written in; retraining recipes use
+--data/--steps.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inkpack.compress.structure import load_compressed  # noqa: F401 (its old home)
 from inkpack.errors import InkpackError
 from inkpack.jsonio import write_json
 
@@ -59,47 +61,11 @@ def parse_recipe(text: str) -> list[str]:
     return [r for r in RECIPES if r in parts]
 
 
-def load_compressed(model: nn.Module, comp: dict, stem: str | Path, int8: bool = True) -> nn.Module:
-    """Rebuild the recorded structure on a fresh base model, load its weights, quantize if flagged."""
-    from safetensors.torch import load_file
-
-    from inkpack.compress.kmeans import load_into
-    from inkpack.compress.lowrank import rebuild
-    from inkpack.compress.quantize import quantize_int8
-
-    stem = Path(stem)
-    rebuild(model, comp.get("structure", {}))
-    if comp.get("weights") == "shared-npz":
-        path = stem.with_suffix(".npz")
-        if not path.exists():
-            raise InkpackError(f"{path}: k-means weight file not found")
-        load_into(model, path)
-    else:
-        path = stem.with_suffix(".safetensors")
-        try:
-            state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-            model.load_state_dict(state)
-        except Exception as e:  # noqa: BLE001 (safetensors raises several types)
-            raise InkpackError(f"{path}: cannot load compressed weights ({str(e).splitlines()[0]})") from None
-    model.eval()
-    if int8 and comp.get("int8"):
-        model = quantize_int8(model, inplace=True)
-    return model
-
-
 def load_any(path: str, int8: bool = True) -> tuple[nn.Module, dict, object]:
     """load_model, optionally without the int8 step (FLOPs are counted on the fp32 graph)."""
-    from inkpack.data.alphabet import Alphabet
-    from inkpack.model_io import load_model, read_config, resolve
-    from inkpack.models import build_model
+    from inkpack.model_io import load_model
 
-    stem = resolve(path)
-    cfg = read_config(stem)
-    if int8 or not cfg.get("compression", {}).get("int8"):
-        return load_model(str(stem))
-    alphabet = Alphabet.from_dict(cfg["alphabet"])
-    model = build_model(cfg["arch"], alphabet.num_classes, **cfg.get("options", {}))
-    return load_compressed(model, cfg["compression"], stem, int8=False), cfg, alphabet
+    return load_model(path, int8=int8)
 
 
 def model_files(stem: Path, cfg: dict) -> list[Path]:

@@ -16,7 +16,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from inkpack.compress.lowrank import LowRankLSTM, matches
+from inkpack.compress.layers import matches
+from inkpack.compress.lowrank import LowRankLSTM
 from inkpack.errors import InkpackError
 
 __all__ = ["onnx_quantize_int8", "quantize_int8"]

@@ -17,7 +17,7 @@ import torch
 from tensorly.decomposition import partial_tucker
 from torch import Tensor, nn
 
-from inkpack.compress.lowrank import LayerChange, energy_rank, matches, replace_module
+from inkpack.compress.layers import LayerChange, energy_rank, matches, replace_module
 from inkpack.errors import InkpackError
 
 __all__ = ["TuckerConv2d", "decompose_conv", "evbmf_rank", "tucker_decompose", "tucker_ranks", "tucker_skeleton"]

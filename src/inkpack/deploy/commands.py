@@ -59,10 +59,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from inkpack.deploy.server import serve
 
     torch.set_num_threads(args.threads)
-    from inkpack.cli_run import _decoder
+    from inkpack.decode.options import decoder_from_args
 
     token = args.token or os.environ.get("INKPACK_TOKEN") or None
-    serve(args.host, args.port, args.model, args.ink_model, log_level=args.log_level, decoder=_decoder(args),
+    serve(args.host, args.port, args.model, args.ink_model, log_level=args.log_level, decoder=decoder_from_args(args),
           max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, token=token,
           allow_origins=tuple(args.allow_origin or ()), max_inflight=args.max_inflight,
@@ -115,7 +115,7 @@ def add_parsers(sub) -> None:
 
 def add_decoder_options(p) -> None:
     """``--decoder greedy|beam|beam+lm`` and its options (recognize, evaluate, serve). The decoder's
-    default (None) is resolved by ``inkpack.cli_run._decoder``: beam+lm with ``--lm``, else greedy."""
+    default (None) is resolved by ``inkpack.decode.options.decoder_from_args``: beam+lm with ``--lm``, else greedy."""
     p.add_argument("--decoder", choices=["greedy", "beam", "beam+lm"], default=None,
                    help="greedy | beam | beam+lm (default: greedy, or beam+lm when --lm is given)")
     p.add_argument("--beam", type=T.positive_int, default=16, help="beam width (default: 16)")
@@ -126,10 +126,8 @@ def add_decoder_options(p) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from inkpack.cli import Parser  # one-line usage errors, as `inkpack serve`
-
-    p = Parser(prog="python -m inkpack.deploy.commands")
-    add_parsers(p.add_subparsers(dest="command", required=True, parser_class=Parser))
+    p = T.Parser(prog="python -m inkpack.deploy.commands")  # one-line usage errors, as `inkpack serve`
+    add_parsers(p.add_subparsers(dest="command", required=True, parser_class=T.Parser))
     try:
         args = p.parse_args(argv)
     except SystemExit as e:  # a usage error (one line, on stderr) or --help

@@ -31,63 +31,19 @@ import copy
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from inkpack.deploy.export_base import OPSET, MaskedBiLSTM, torch_export
+from inkpack.deploy.export_ink import export_ink
 from inkpack.errors import InkpackError
-from inkpack.nn.blstm import flip_within, reversal_index
-
-OPSET = 17
 
 
 def sidecar_path(onnx_path: str | Path) -> Path:
     p = Path(onnx_path)
     return p.with_name(p.name + ".json")
-
-
-def _lstm_like(lstm: nn.LSTM, layer: int, suffix: str) -> nn.LSTM:
-    """One direction of one layer of ``lstm`` as its own unidirectional, single-layer LSTM."""
-    in_size = lstm.input_size if layer == 0 else lstm.hidden_size * (2 if lstm.bidirectional else 1)
-    one = nn.LSTM(in_size, lstm.hidden_size, num_layers=1, bias=lstm.bias)
-    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if lstm.bias else [])
-    with torch.no_grad():
-        for n in names:
-            getattr(one, f"{n}_l0").copy_(getattr(lstm, f"{n}_l{layer}{suffix}"))
-    return one.eval()
-
-
-def _time_index(x: torch.Tensor) -> torch.Tensor:
-    """``[T]`` = 0..T-1 built from the tensor itself, so T stays dynamic in the trace."""
-    return torch.cumsum(torch.ones_like(x[:, 0, 0], dtype=torch.long), 0) - 1
-
-
-class MaskedBiLSTM(nn.Module):
-    """Seq-first ``nn.LSTM`` replacement whose result on a padded batch equals the packed one."""
-
-    def __init__(self, lstm: nn.LSTM) -> None:
-        super().__init__()
-        if lstm.batch_first or lstm.proj_size:
-            raise InkpackError("ONNX export: only seq-first nn.LSTM without proj_size is supported")
-        self.bidirectional = lstm.bidirectional
-        self.fwd = nn.ModuleList(_lstm_like(lstm, k, "") for k in range(lstm.num_layers))
-        self.bwd = nn.ModuleList(
-            _lstm_like(lstm, k, "_reverse") for k in range(lstm.num_layers)
-        ) if lstm.bidirectional else nn.ModuleList()
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        t = _time_index(x)[:, None]  # [T, 1]
-        rev = reversal_index(t, lengths)  # its own inverse
-        for k in range(len(self.fwd)):
-            yf, _ = self.fwd[k](x)
-            if not self.bidirectional:
-                x = yf
-                continue
-            yr, _ = self.bwd[k](flip_within(x, rev))
-            x = torch.cat([yf, flip_within(yr, rev)], dim=2)
-        return x * (t < lengths[None, :])[:, :, None].to(x.dtype)
 
 
 class ExportCNNDBLSTM(nn.Module):
@@ -123,10 +79,10 @@ def _load(model_path_or_module, config: dict | None) -> tuple[nn.Module, dict | 
     exporter cannot trace quantized LSTMs); ``export_onnx`` quantizes it in ONNX instead."""
     if isinstance(model_path_or_module, nn.Module):
         return copy.deepcopy(model_path_or_module).eval(), config
-    from inkpack.compress.commands import load_any
+    from inkpack.model_io import load_model
 
     path = None if model_path_or_module is None else str(model_path_or_module)  # None: the bundled model
-    model, cfg, _ = load_any(path, int8=False)
+    model, cfg, _ = load_model(path, int8=False)
     return model, (config or cfg)
 
 
@@ -159,7 +115,7 @@ def _export_image(model: nn.Module, path: Path) -> dict:
     widths = torch.tensor([12 * wf, 7 * wf + 3])  # mixed widths: trace the general path
     images = torch.rand(2, 1, h, int(widths.max()))
     images[1, :, :, int(widths[1]):] = 0
-    _torch_export(
+    torch_export(
         wrapper, (images, widths), path,
         input_names=["images", "widths"], output_names=["log_probs", "lengths"],
         dynamic_axes={"images": {0: "batch", 3: "width"}, "widths": {0: "batch"},
@@ -167,19 +123,6 @@ def _export_image(model: nn.Module, path: Path) -> dict:
     )
     return {"inputs": ["images", "widths"], "outputs": ["log_probs", "lengths"],
             "height": h, "width_factor": wf, "exact_mixed_widths": True}
-
-
-def _torch_export(module: nn.Module, args: tuple, path: Path, **kw) -> None:
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about Python ints and LSTM batch_first
-        try:
-            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,
-                              do_constant_folding=True, **kw)
-        except InkpackError:
-            raise
-        except Exception as e:  # the exporter raises many types; name the model and the cause
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InkpackError(f"ONNX export of {type(module).__name__} failed: {first}") from None
 
 
 def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False,
@@ -207,7 +150,6 @@ def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False
         if kind == "image":
             facts = _export_image(model, fp32)
         elif kind in ("ink", "char"):
-            from inkpack.deploy.export_ink import export_ink
 
             facts = export_ink(model, fp32, kind)
         else:

@@ -3,7 +3,7 @@
 * ``lstm-char``: its LSTMs are unidirectional and it reads the last *valid* step, so padding
   never reaches the result; it exports as is. Outputs ``log_probs [B, classes]``.
 * ``online-blstm``: its forward packs the sequence (not exportable), so ``ExportOnlineBLSTM``
-  re-runs it with :class:`inkpack.deploy.export.MaskedBiLSTM` (exact for mixed lengths) and a
+  re-runs it with :class:`inkpack.deploy.export_base.MaskedBiLSTM` (exact for mixed lengths) and a
   trace-safe subsampling. Outputs ``log_probs [T', B, K]`` and ``lengths [B]``.
 
 Inputs are ``features [B, T, F]`` float32 and ``lengths [B]`` int64; batch and T are dynamic.
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from inkpack.deploy.export_base import MaskedBiLSTM, torch_export
 from inkpack.errors import InkpackError
 
 
@@ -31,8 +32,6 @@ class ExportLSTMChar(nn.Module):
 class ExportOnlineBLSTM(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        from inkpack.deploy.export import MaskedBiLSTM
-
         if not isinstance(model.lstm, nn.LSTM):
             raise InkpackError(f"ONNX export: {type(model.lstm).__name__} layers are not supported (nn.LSTM only)")
         self.model = model
@@ -55,8 +54,6 @@ class ExportOnlineBLSTM(nn.Module):
 
 
 def export_ink(model: nn.Module, path: Path, kind: str) -> dict:
-    from inkpack.deploy.export import _torch_export
-
     f = int(getattr(model, "in_features", 6))
     lengths = torch.tensor([23, 14])
     feats = torch.randn(2, 23, f)
@@ -70,7 +67,7 @@ def export_ink(model: nn.Module, path: Path, kind: str) -> dict:
                "log_probs": {0: "frames", 1: "batch"}, "lengths_out": {0: "batch"}}
     else:
         raise InkpackError(f"ONNX export: no exporter for ink model {type(model).__name__}")
-    _torch_export(wrapper.eval(), (feats, lengths), path, input_names=["features", "lengths"],
+    torch_export(wrapper.eval(), (feats, lengths), path, input_names=["features", "lengths"],
                   output_names=outs, dynamic_axes=dyn)
     return {"inputs": ["features", "lengths"], "outputs": outs, "in_features": f,
             "subsample": int(getattr(model, "subsample", 1)), "exact_mixed_lengths": True}

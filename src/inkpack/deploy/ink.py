@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from inkpack.api import Recognition
 from inkpack.data.alphabet import Alphabet
+from inkpack.decode.recognition import Recognition
 from inkpack.errors import BadSampleError, InkpackError
 
 
@@ -168,8 +168,3 @@ class InkRecognizer:
             return out
         return self.run_prepared([self.prepare_input(x)])[0]
 
-
-def load_ink_onnx(path, threads: int = 1, decoder=None):
-    from inkpack.deploy.ink_onnx import OnnxInkRecognizer
-
-    return OnnxInkRecognizer(path, threads=threads, decoder=decoder)

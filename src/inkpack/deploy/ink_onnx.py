@@ -29,3 +29,7 @@ class OnnxInkRecognizer(InkRecognizer):
         if self.input_kind == "char":
             return torch.from_numpy(out[0])
         return torch.from_numpy(out[0]), torch.from_numpy(out[1])
+
+
+def load_ink_onnx(path, threads: int = 1, decoder=None):
+    return OnnxInkRecognizer(path, threads=threads, decoder=decoder)

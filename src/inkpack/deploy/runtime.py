@@ -69,6 +69,9 @@ class OnnxLineRecognizer(LineRecognizer):
         super().__init__(_OnnxModelInfo(cfg["onnx"]), cfg, Alphabet.from_dict(cfg["alphabet"]), decoder)
         self.path = Path(path)
         self.session = make_session(path, threads)
+        # int8 activations are quantized with one scale per call: a line would depend on its
+        # batch-mates, so int8 models run one line at a time (exact, as alone)
+        self.per_example = bool(cfg["onnx"].get("int8"))
 
     @classmethod
     def load(cls, path: str | None = None, decoder=None, threads: int = 1) -> OnnxLineRecognizer:
@@ -78,7 +81,10 @@ class OnnxLineRecognizer(LineRecognizer):
 
     def logits(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities ``[T, B, K]`` and lengths, as torch tensors like the parent's."""
-        batch = pad_collate(list(images))
+        images = list(images)
+        if self.per_example and len(images) > 1:
+            return self.one_by_one(images)
+        batch = pad_collate(images)
         lp, lengths = self.session.run(
             None,
             {"images": np.ascontiguousarray(batch.images.numpy(), dtype=np.float32),

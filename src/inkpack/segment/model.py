@@ -20,6 +20,7 @@ from inkpack.errors import ModelFileError
 
 CHANNELS = ("baseline", "line", "region")
 ARCH = "segnet"
+DEFAULT = "hooker-segment"  # bundled in models/
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -85,11 +86,14 @@ def save_segmenter(model: nn.Module, config: dict, stem: str | os.PathLike) -> P
 
 
 def resolve_stem(path: str | os.PathLike | None) -> Path:
-    if path is None:
-        path = Path(__file__).resolve().parents[3] / "models" / "hooker-segment"
-    p = Path(path)
+    """A stem, .json or .safetensors path, or a bundled model name (default ``hooker-segment``)."""
+    from inkpack.model_io import models_dir
+
+    p = Path(path) if path is not None else Path(DEFAULT)
     if p.suffix in (".json", ".safetensors"):
         p = p.with_suffix("")
+    if not p.with_name(p.name + ".json").exists() and (models_dir() / (p.name + ".json")).exists():
+        p = models_dir() / p.name
     return p
 
 
@@ -117,3 +121,20 @@ def load_segmenter(path: str | os.PathLike | None = None) -> tuple[SegNet, dict]
         raise ModelFileError(f"{wpath}: cannot load segmentation weights ({str(e).splitlines()[0]})") from None
     model.eval()
     return model, config
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold each eval-mode BatchNorm into the convolution before it (inference only, same outputs)."""
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for k in range(len(seq) - 1):
+            conv, bn = seq[k], seq[k + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                conv.weight.mul_(scale[:, None, None, None])
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+                seq[k + 1] = nn.Identity()
+    return model

@@ -14,7 +14,7 @@ import torch
 from inkpack.data.images import load_gray
 from inkpack.errors import InputError
 from inkpack.segment.data import prepare
-from inkpack.segment.model import SegNet, load_segmenter
+from inkpack.segment.model import SegNet, fold_batchnorm, load_segmenter
 from inkpack.segment.postprocess import Line, Params, maps_to_lines
 
 
@@ -39,6 +39,7 @@ class Segmenter:
                  config: dict | None = None, params: Params | None = None) -> None:
         if model is None:
             model, config = load_segmenter(path)
+            fold_batchnorm(model)
         self.model = model.eval()
         self.config = config
         self.params = params or Params(**config.get("postprocess", {}))

@@ -33,10 +33,15 @@ class Params:
     baseline_thr: float = 0.5
     line_thr: float = 0.5
     region_thr: float = 0.5
-    min_length: int = 8        # map px: shorter baselines are dropped
+    min_length: int = 14       # map px: shorter baselines are dropped (tuned on train pages)
     join_gap: float = 0.8      # join fragments up to this many line spacings apart ...
     join_dy: float = 0.2       # ... whose ends differ by at most this many spacings in y
     pad_x: float = 0.15        # polygon reaches this many spacings beyond the baseline ends
+    extend: float = 0.0        # baselines are lengthened by this many map px at each end
+    cap_up: float = 0.9        # a polygon reaches at most this fraction of the gap to the baseline above
+    cap_down: float = 0.55     # ... and of the gap to the baseline below
+    min_up: float = 0.3        # and at least this many line spacings above its baseline
+    min_down: float = 0.1      # ... and below it
 
 
 def _columns(comp: np.ndarray, prob: np.ndarray, x0: int) -> np.ndarray:
@@ -64,7 +69,7 @@ def extract_baselines(prob: np.ndarray, p: Params = Params()) -> list[tuple[np.n
         pts[:, 1] += y
         found.append([pts, float(prob[y:y + h, x:x + w][comp].mean()), int(area)])
     found.sort(key=lambda f: f[0][0, 0])
-    spacing = median_spacing([f[0] for f in found], prob.shape[0])
+    spacing = median_spacing([f[0] for f in found], prob.shape[0], dense_y([f[0] for f in found], prob.shape[1]))
     joined = True
     while joined:  # join a fragment to the nearest compatible one on its right
         joined = False
@@ -90,26 +95,67 @@ def extract_baselines(prob: np.ndarray, p: Params = Params()) -> list[tuple[np.n
     return [(f[0], f[1]) for f in found if f[0][-1, 0] - f[0][0, 0] + 1 >= p.min_length]
 
 
+def extend_ends(pts: np.ndarray, d: float, xmax: float) -> np.ndarray:
+    """Add a point ``d`` columns beyond each end, continuing the slope of the last few columns."""
+    if d <= 0 or len(pts) < 2:
+        return pts
+    k = min(len(pts) - 1, 6)
+    s0 = (pts[k, 1] - pts[0, 1]) / max(1e-6, pts[k, 0] - pts[0, 0])
+    s1 = (pts[-1, 1] - pts[-1 - k, 1]) / max(1e-6, pts[-1, 0] - pts[-1 - k, 0])
+    x0, x1 = max(0.0, pts[0, 0] - d), min(xmax, pts[-1, 0] + d)
+    head = [[x0, pts[0, 1] - s0 * (pts[0, 0] - x0)]] if x0 < pts[0, 0] else []
+    tail = [[x1, pts[-1, 1] + s1 * (x1 - pts[-1, 0])]] if x1 > pts[-1, 0] else []
+    return np.concatenate([np.array(head).reshape(-1, 2), pts, np.array(tail).reshape(-1, 2)])
+
+
 def y_at(pts: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Baseline y at the columns ``xs`` (NaN outside its x range)."""
     y = np.interp(xs, pts[:, 0], pts[:, 1])
     return np.where((xs >= pts[0, 0]) & (xs <= pts[-1, 0]), y, np.nan)
 
 
-def median_spacing(bases: list[np.ndarray], height: int) -> float:
+def dense_y(bases: list[np.ndarray], width: int) -> np.ndarray:
+    """[n, width] baseline y per column (NaN where a baseline does not reach)."""
+    xs = np.arange(width, dtype=np.float64)
+    return np.array([y_at(b, xs) for b in bases]).reshape(len(bases), width)
+
+
+def neighbour_gaps(Y: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: distance from baseline i up to the nearest baseline above, and down to the one below."""
+    d = Y[i][None] - np.delete(Y, i, axis=0)
+    with np.errstate(invalid="ignore"):
+        up = np.where(d > 1, d, np.inf).min(0) if len(d) else np.full(Y.shape[1], np.inf)
+        down = np.where(-d > 1, -d, np.inf).min(0) if len(d) else np.full(Y.shape[1], np.inf)
+    return up, down
+
+
+def median_spacing(bases: list[np.ndarray], height: int, Y: np.ndarray | None = None) -> float:
     """Median vertical distance between a baseline and the nearest one above it (same columns)."""
+    if not bases:
+        return max(8.0, 0.05 * height)
+    if Y is None:
+        Y = dense_y(bases, int(max(b[:, 0].max() for b in bases)) + 2)
     gaps = []
-    for i, a in enumerate(bases):
-        xs = a[:, 0]
-        ya = y_at(a, xs)
-        best = np.full(len(xs), np.inf)
-        for j, b in enumerate(bases):
-            if j != i:
-                d = ya - y_at(b, xs)
-                best = np.where((d > 1) & (d < best), d, best)
-        if np.isfinite(best).any():
-            gaps.append(float(np.median(best[np.isfinite(best)])))
+    for i in range(len(bases)):
+        up, _ = neighbour_gaps(Y, i)
+        up = up[np.isfinite(up) & np.isfinite(Y[i])]
+        if up.size:
+            gaps.append(float(np.median(up)))
     return float(np.median(gaps)) if gaps else max(8.0, 0.05 * height)
+
+
+def run_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel of ``mask``: first and last row of its vertical run of on-pixels."""
+    h, w = mask.shape
+    first = np.zeros((h, w), np.int32)
+    last = np.zeros((h, w), np.int32)
+    first[0] = 0
+    for y in range(1, h):
+        first[y] = np.where(mask[y - 1] & mask[y], first[y - 1], y)
+    last[h - 1] = h - 1
+    for y in range(h - 2, -1, -1):
+        last[y] = np.where(mask[y + 1] & mask[y], last[y + 1], y)
+    return first, last
 
 
 def simplify(pts: np.ndarray, step: float = 4.0) -> np.ndarray:
@@ -122,38 +168,32 @@ def simplify(pts: np.ndarray, step: float = 4.0) -> np.ndarray:
     return pts[idx]
 
 
-def line_polygon(base: np.ndarray, others: list[np.ndarray], line_mask: np.ndarray, spacing: float,
-                 p: Params = Params()) -> np.ndarray:
+def line_polygon(base: np.ndarray, Y: np.ndarray, i: int, line_mask: np.ndarray, runs: tuple,
+                 spacing: float, p: Params = Params()) -> np.ndarray:
+    """Polygon around baseline ``i``: the line map's vertical run at its baseline in each column,
+    capped at 0.9 of the gap to the baseline above and 0.55 of the gap to the one below."""
     h, w = line_mask.shape
     pad = p.pad_x * spacing
     xs = np.arange(max(0.0, base[0, 0] - pad), min(w - 1.0, base[-1, 0] + pad) + 1, 2.0)
     if len(xs) < 2:
         xs = np.array([base[0, 0], base[-1, 0] + 1])
     yb = np.interp(xs, base[:, 0], base[:, 1])
-    above = np.full(len(xs), spacing)
-    below = np.full(len(xs), spacing)
-    for o in others:
-        d = yb - y_at(o, xs)
-        above = np.where((d > 1) & (d < above), d, above)
-        below = np.where((-d > 1) & (-d < below), -d, below)
-    up_max, down_max = 0.9 * above, 0.55 * below
+    xi = np.clip(np.round(xs).astype(int), 0, w - 1)
+    up, down = neighbour_gaps(Y, i)
+    up_max = p.cap_up * np.minimum(up[xi], spacing)
+    down_max = p.cap_down * np.minimum(down[xi], spacing)
     top = yb - np.minimum(0.6 * spacing, up_max)
     bot = yb + np.minimum(0.25 * spacing, down_max)
-    for k, (x, y) in enumerate(zip(xs, yb)):
-        col = line_mask[:, int(round(x))]
-        r = int(np.clip(round(y), 0, h - 1))
-        lo, hi = int(max(0, np.floor(y - up_max[k]))), int(min(h - 1, np.ceil(y + down_max[k])))
-        r0 = r - 1 if r > lo and not col[r] and col[r - 1] else r
-        if not col[r0]:
-            continue
-        a = r0
-        while a > lo and col[a - 1]:
-            a -= 1
-        b = r0
-        while b < hi and col[b + 1]:
-            b += 1
-        top[k] = min(a, yb[k] - 0.3 * spacing)
-        bot[k] = max(b + 1, yb[k] + 0.1 * spacing)
+    r = np.clip(np.round(yb).astype(int), 0, h - 1)
+    rm = np.clip(r - 1, 0, h - 1)
+    on_r, on_m = line_mask[r, xi], line_mask[rm, xi]
+    r0 = np.where(~on_r & on_m, rm, r)
+    ok = line_mask[r0, xi]
+    first, last = runs
+    a = np.maximum(first[r0, xi], np.floor(yb - up_max))
+    b = np.minimum(last[r0, xi], np.ceil(yb + down_max))
+    top = np.where(ok, np.minimum(a, yb - p.min_up * spacing), top)
+    bot = np.where(ok, np.maximum(b + 1, yb + p.min_down * spacing), bot)
     if len(xs) >= 5:
         top = cv2.erode(top[None].astype(np.float32), np.ones((1, 5)))[0]   # min over 5 columns
         bot = cv2.dilate(bot[None].astype(np.float32), np.ones((1, 5)))[0]  # max over 5 columns
@@ -223,10 +263,12 @@ def maps_to_lines(maps: np.ndarray, to_page: float = 1.0, p: Params = Params(),
     found = extract_baselines(maps[0], p)
     if not found:
         return []
-    bases = [f[0] for f in found]
-    spacing = median_spacing(bases, maps.shape[1])
+    bases = [extend_ends(f[0], p.extend, maps.shape[2] - 1) for f in found]
+    Y = dense_y(bases, maps.shape[2])
+    spacing = median_spacing(bases, maps.shape[1], Y)
     line_mask = maps[1] > p.line_thr
-    polys = [line_polygon(b, bases[:i] + bases[i + 1:], line_mask, spacing, p) for i, b in enumerate(bases)]
+    runs = run_bounds(line_mask)
+    polys = [line_polygon(b, Y, i, line_mask, runs, spacing, p) for i, b in enumerate(bases)]
     labels = group_regions(bases, maps[2] > p.region_thr if len(maps) > 2 else None, spacing)
     groups: dict[int, list[int]] = {}
     for i, g in enumerate(labels):

@@ -22,6 +22,7 @@ import yaml
 from inkpack.errors import ConfigError
 
 BATCHING = ("pad-max", "pad-min", "pack")
+SYNC = ("ddp", "bmuf")
 PATH_FIELDS = ("train", "val", "out", "init_from", "images_dir")
 MIN_HEIGHT = 8
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -65,6 +66,15 @@ class TrainConfig:
     # exponential moving average of the weights (0 = off; e.g. 0.999): validated, saved and
     # shipped instead of the raw weights when on
     ema: float = 0.0
+    # data-parallel synchronization: ddp (all-reduce of the gradients every step) or bmuf
+    # (blockwise model-update filtering, :mod:`inkpack.train.bmuf`): local steps, then every
+    # ``block_steps`` steps the averaged update filtered with block momentum (default 1 - 1/N
+    # for N workers) and block learning rate; ``nesterov`` starts blocks from the look-ahead
+    sync: str = "ddp"
+    block_steps: int = 8
+    block_momentum: float | None = None
+    block_lr: float = 1.0
+    nesterov: bool = False
 
     @classmethod
     def from_yaml(cls, path: str, **overrides) -> "TrainConfig":
@@ -106,6 +116,16 @@ class TrainConfig:
                 raise ConfigError(f"{name}: must be a finite number >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema: must be in [0, 1) (0 = off, e.g. 0.999), got {self.ema}")
+        if self.sync not in SYNC:
+            raise ConfigError(f"sync: must be one of {', '.join(SYNC)}, got {self.sync!r}")
+        if self.block_steps < 1:
+            raise ConfigError(f"block_steps: must be at least 1, got {self.block_steps}")
+        if self.block_momentum is not None and not 0.0 <= self.block_momentum < 1.0:
+            raise ConfigError(f"block_momentum: must be in [0, 1) (or absent: 1 - 1/N), got {self.block_momentum}")
+        if not self.block_lr > 0:
+            raise ConfigError(f"block_lr: must be a finite number greater than 0, got {self.block_lr}")
+        if self.sync == "bmuf" and self.ema:
+            raise ConfigError("ema: not supported with sync: bmuf (validation uses the BMUF global model)")
         if self.batching not in BATCHING:
             raise ConfigError(f"batching: must be one of {', '.join(BATCHING)}, got {self.batching!r}")
         if not _DEVICE.match(self.device.strip().lower()):

@@ -35,6 +35,7 @@ from inkpack.devices import resolve_device
 from inkpack.errors import InkpackError, ModelFileError, UnknownCharacterError
 from inkpack.model_io import describe_data, save_model
 from inkpack.models import REGISTRY, build_model
+from inkpack.train.bmuf import BMUF, ddp_epoch_record
 from inkpack.train.checkpoint import load_checkpoint, rng_state, set_rng_state
 from inkpack.train.config import TrainConfig
 from inkpack.train.ctc import BatchForward, ctc_loss, needed_frames, run_model
@@ -75,6 +76,7 @@ class Trainer:
         self.ckpt_path = self.out / "last.pt"
         self.env = DistEnv()  # setup() joins the process group when launched by torchrun
         self.ddp: nn.Module | None = None
+        self.bmuf: BMUF | None = None
 
     # ---------------------------------------------------------------- data
     def _load_data(self, alphabet: Alphabet | None, init=None) -> None:
@@ -220,7 +222,8 @@ class Trainer:
             self.epoch_loss = (0.0, 0)
             if init is not None:
                 self._say(init.apply(self.model))
-        if env.distributed:  # DDP broadcasts rank 0's weights; all ranks loaded the same checkpoint anyway
+        self.bmuf = BMUF.attach(self, ckpt)  # --sync bmuf: no DDP, filtered model averages every block
+        if env.distributed and self.bmuf is None:  # DDP broadcasts rank 0's weights (all loaded the same ckpt)
             self.ddp = wrap_model(BatchForward(self.model), env)
 
     def _say(self, msg: str) -> None:
@@ -279,6 +282,8 @@ class Trainer:
             own = {"torch": torch.get_rng_state(), **({"cuda": ckpt["cuda_rng"]} if cuda else {})}
             ckpt["rng_ranks"] = [None] * env.world_size
             dist.all_gather_object(ckpt["rng_ranks"], own)
+        if self.bmuf is not None:  # θ_g as "model", and every worker's local state
+            self.bmuf.add_to_checkpoint(ckpt)
         save_atomic(ckpt, self.ckpt_path, env)
 
     def model_config(self, metrics: dict | None = None) -> dict:
@@ -315,8 +320,8 @@ class Trainer:
 
     @property
     def eval_model(self) -> nn.Module:
-        """What is validated and shipped: the weight average when enabled, else the model."""
-        return self.ema.module if self.ema is not None else self.model
+        """What is validated and shipped: BMUF's global model, the weight average, or the model."""
+        return self.bmuf.global_model() if self.bmuf else self.ema.module if self.ema else self.model
 
     def validate(self) -> dict:
         return validate_lines(self.eval_model, self.val_set, self.alphabet, self.env)
@@ -353,7 +358,9 @@ class Trainer:
                 n = len(batch)
                 self.elapsed = time.time() - start
                 timed_out = bool(cfg.time_limit and self.elapsed >= cfg.time_limit * 60)
-                if env.distributed:  # global mean loss; stop when any rank hits the time limit
+                if self.bmuf is not None:  # local loss; the stop flag travels with the block update
+                    timed_out = self.bmuf.after_step(timed_out)
+                elif env.distributed:  # global mean loss; stop when any rank hits the time limit
                     tot = all_reduce_sums({"loss": loss * n, "n": n, "stop": float(timed_out)}, env)
                     n, timed_out = round(tot["n"]), tot["stop"] > 0
                     loss = tot["loss"] / n
@@ -394,8 +401,9 @@ class Trainer:
         if env.distributed:
             s, k = self.epoch_imbalance
             rec.update(imbalance=s / max(1, k), world_size=env.world_size)
-            for b in self.model.buffers():  # validate with rank 0's BatchNorm statistics everywhere
+            for b in ([] if self.bmuf else self.model.buffers()):  # validate with rank 0's BatchNorm statistics
                 dist.broadcast(b, 0)
+        rec.update(self.bmuf.epoch_record() if self.bmuf else ddp_epoch_record(self.model, self.step_in_epoch, env))
         if self.val_set is not None:
             rec.update(self.validate())
         rec["elapsed_s"] = time.time() - start
