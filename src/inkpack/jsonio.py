@@ -94,3 +94,11 @@ def write_text(path: str | os.PathLike, text: str, flag: str = "--out") -> Path:
     except OSError as e:
         raise ConfigError(f"{flag} {p}: cannot write ({e.strerror or e})") from None
     return p
+
+
+def publish(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Move a finished temporary file into place, readable like every other output (0644:
+    some writers, e.g. safetensors, create their files 0600)."""
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, dest)
+    return Path(dest)

@@ -120,7 +120,7 @@ def portable_config(config: dict) -> dict:
 
 
 def save_model(model: nn.Module, config: dict, stem: str | Path, half: bool = False) -> Path:
-    from inkpack.jsonio import dumps
+    from inkpack.jsonio import dumps, publish
 
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -128,10 +128,10 @@ def save_model(model: nn.Module, config: dict, stem: str | Path, half: bool = Fa
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     tmp = stem.with_suffix(".safetensors.tmp")
     save_file(state, str(tmp))
-    os.replace(tmp, stem.with_suffix(".safetensors"))
+    publish(tmp, stem.with_suffix(".safetensors"))
     tmpj = stem.with_suffix(".json.tmp")
     tmpj.write_text(dumps(config, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmpj, stem.with_suffix(".json"))
+    publish(tmpj, stem.with_suffix(".json"))
     return stem
 
 

@@ -194,3 +194,16 @@ def test_debug_shows_the_traceback_and_bugs_keep_theirs(tsv, capsys, monkeypatch
     monkeypatch.setattr(cr, "evaluate_lines", boom)
     with pytest.raises(ValueError, match="a bug"):  # not an InkpackError: not swallowed into one line
         main(["evaluate", str(tsv)])
+
+
+def test_saved_model_files_are_world_readable_like_the_rest(tmp_path):
+    """safetensors creates its files 0600; a model file a user receives is 0644 like the JSON."""
+    import stat
+
+    import torch
+
+    from inkpack.model_io import save_model
+
+    stem = save_model(torch.nn.Linear(2, 2), {"arch": "x", "alphabet": {"symbols": ["a"]}}, tmp_path / "m")
+    for suffix in (".safetensors", ".json"):
+        assert stat.S_IMODE(stem.with_suffix(suffix).stat().st_mode) == 0o644, suffix

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from inkpack.errors import ModelFileError
+from inkpack.jsonio import publish
 
 CHANNELS = ("baseline", "line", "region")
 ARCH = "segnet"
@@ -78,10 +79,10 @@ def save_segmenter(model: nn.Module, config: dict, stem: str | os.PathLike) -> P
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     tmp = stem.with_name(stem.name + ".safetensors.tmp")
     save_file(state, str(tmp))
-    os.replace(tmp, stem.with_name(stem.name + ".safetensors"))
+    publish(tmp, stem.with_name(stem.name + ".safetensors"))
     tmpj = stem.with_name(stem.name + ".json.tmp")
     tmpj.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmpj, stem.with_name(stem.name + ".json"))
+    publish(tmpj, stem.with_name(stem.name + ".json"))
     return stem
 
 
