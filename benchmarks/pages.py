@@ -3,7 +3,7 @@
 * baseline detection precision / recall / F1: the cBAD tolerance measure
   (:mod:`inkpack.segment.cbad`) of the shipped segmenter and, for comparison, of the
   classical projection-profile segmenter (:mod:`inkpack.segment.classical`);
-* page CER: recognized page text in reading order vs the ground truth (non-empty lines joined
+* page CER (and WER): recognized page text in reading order vs the ground truth (non-empty lines joined
   by newlines), beside the same with the ground-truth line polygons and the line-level CER;
 * seconds per page (one thread): segmentation (decode + network + post-processing) and the
   whole page (+ cropping and recognizing every line); peak resident memory.
@@ -70,6 +70,8 @@ def main() -> int:
     rows += [("lines detected / GT", f"{res['detected_lines']} / {res['gt_lines']}", ""),
              ("page CER (segmented)", f"{100 * res['page_cer']:.2f}%", "<= GT-line + 2 points"),
              ("page CER with GT line polygons", f"{100 * res['gt_line_page_cer']:.2f}%", ""),
+             ("page WER (segmented / GT line polygons)",
+              f"{100 * res['page_wer']:.2f}% / {100 * res['gt_line_page_wer']:.2f}%", ""),
              ("line CER with GT line polygons", f"{100 * res['gt_line_cer']:.2f}%", ""),
              ("segmentation s/page (1 thread)", f"{res['seg_s_per_page']:.3f} (p90 {res['seg_s_p90']:.3f})", "<= 0.5"),
              ("whole page s/page (1 thread)", f"{res['page_s_per_page']:.3f}", "<= 1"),

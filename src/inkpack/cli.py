@@ -16,7 +16,7 @@ from pathlib import Path
 
 from inkpack import __version__
 from inkpack import cli_types as T
-from inkpack.cli_run import cmd_demo, cmd_evaluate, cmd_recognize
+from inkpack.cli_run import cmd_demo, cmd_evaluate, cmd_evaluate_pages, cmd_recognize
 from inkpack.cli_types import HelpFormatter, Parser  # noqa: F401 (HelpFormatter: its old home)
 from inkpack.errors import ConfigError, InkpackError
 from inkpack.jsonio import check_output_dir, check_output_file, dumps
@@ -208,8 +208,25 @@ def _run_parsers(sub) -> None:
     r.add_argument("--batch-size", type=T.positive_int, default=16, help="images (or page lines) per forward pass")
     r.add_argument("--threads", type=T.positive_int, default=1, help="torch / ONNX Runtime threads")
     r.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda[:N]; auto = CUDA when available")
+    r.add_argument("--page", action="store_true",
+                   help="the images are page scans (or folders of them): segment each page, recognize its lines "
+                        "and write PAGE-XML, ALTO or text in reading order (--out: a file, or a folder for several)")
+    r.add_argument("--format", choices=["page", "alto", "text", "json"], default=None,
+                   help="with --page: PAGE-XML 2019 (default), ALTO 4, plain text, JSON")
+    r.add_argument("--seg-model", help="with --page: segmentation model (default: the bundled models/hooker-segment)")
     r.set_defaults(fn=cmd_recognize)
-    for sp in (e, r):
+
+    ep = sub.add_parser("evaluate-pages", help="page scans + ground-truth PAGE-XML: baseline P/R/F1 (cBAD), "
+                                               "page CER/WER beside the CER with ground-truth lines")
+    ep.add_argument("data", help="folder of page images with their PAGE-XML (same stem)")
+    ep.add_argument("--model", help="line model: name, path or .onnx (default: the bundled offline model)")
+    ep.add_argument("--seg-model", help="segmentation model (default: the bundled models/hooker-segment)")
+    ep.add_argument("--json", metavar="OUT", help="write the results as JSON here")
+    ep.add_argument("--batch-size", type=T.positive_int, default=16, help="lines per forward pass")
+    ep.add_argument("--threads", type=T.positive_int, default=1, help="torch / ONNX Runtime threads")
+    ep.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda[:N]; auto = CUDA when available")
+    ep.set_defaults(fn=cmd_evaluate_pages)
+    for sp in (e, r, ep):
         add_decoder_options(sp)
         _decoder_default(sp)
 

@@ -172,6 +172,11 @@ def _input_kind(path: str) -> str:
 
 
 def cmd_recognize(a: argparse.Namespace) -> int:
+    if getattr(a, "page", False):
+        return _page_scans(a)
+    for flag in ("format", "seg_model"):
+        if getattr(a, flag, None) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')}: only with --page (page scans)")
     kinds = [_input_kind(p) for p in a.images]
     if getattr(a, "out", None) and "pagexml" not in kinds:
         raise ConfigError("--out: the filled PAGE-XML is written for PAGE-XML inputs; none given")
@@ -196,6 +201,48 @@ def cmd_recognize(a: argparse.Namespace) -> int:
     _images(pending, a, kind_of_model, decoder, state, out)
     out.close()
     return 2 if out.failed else 0
+
+
+def _page_scans(a: argparse.Namespace) -> int:
+    """``recognize --page``: page scans segmented, each line recognized, PAGE-XML / ALTO / text written."""
+    from inkpack.segment.commands import run_pages
+
+    if a.json:
+        raise ConfigError("--json: with --page use --format json")
+    kind_of_model = _model_kind(a.model)
+    if kind_of_model not in ("none", "image"):
+        raise ConfigError(f"--model {a.model} is an {kind_of_model!r} model; --page needs a line image model")
+    decoder = _decoder(a)
+    return run_pages(a.images, a.out, a.format or "page", a.seg_model, lambda: _image_rec(a, decoder, {}), a.threads)
+
+
+# ------------------------------------------------------------------ evaluate-pages
+def cmd_evaluate_pages(a: argparse.Namespace) -> int:
+    """Baseline P/R/F1 (cBAD) and page CER/WER on page scans with ground-truth PAGE-XML."""
+    import torch
+
+    from inkpack.segment.evaluate import evaluate_pages
+    from inkpack.segment.page import Segmenter
+    from inkpack.segment.pages import page_pairs
+
+    if _model_kind(a.model) not in ("none", "image"):
+        raise ConfigError(f"--model {a.model}: evaluate-pages needs a line image model")
+    torch.set_num_threads(a.threads)
+    pairs = page_pairs(a.data)
+    res = evaluate_pages(pairs, Segmenter(a.seg_model), _image_rec(a, _decoder(a), {}))
+    for msg in res["failed"]:
+        print(f"skipped: {msg}", file=sys.stderr)
+    if not res["pages"]:
+        raise InputError(f"{a.data}: no page could be evaluated ({len(res['failed'])} failed)")
+    print(f"baseline P {res['baseline_precision']:.3f}  R {res['baseline_recall']:.3f}  F1 {res['baseline_f1']:.3f}  "
+          f"page CER {100 * res['page_cer']:.2f}%  WER {100 * res['page_wer']:.2f}%  "
+          f"(GT lines: CER {100 * res['gt_line_page_cer']:.2f}%  WER {100 * res['gt_line_page_wer']:.2f}%)  "
+          f"pages {res['pages']}  {res['page_s_per_page']:.2f} s/page")
+    if a.json:
+        from inkpack.jsonio import write_json
+
+        write_json(a.json, {"data": a.data, "threads": a.threads, **res}, flag="--json")
+    return 0
 
 
 def _image_rec(a, decoder, state: dict):

@@ -165,7 +165,7 @@ def test_error_paths_then_still_serving(client):
         (client.post("/v1/recognize/ink", json={"strokes": [[[0, "a"]]]}), 422, "finite"),
         (client.post("/v1/recognize/ink", content=b"<ink><trace>1 2,", headers={"content-type": "application/inkml+xml"}), 422, "InkML"),
         (client.post("/v1/recognize/page", files={"image": ("p.png", png, "image/png"), "xml": ("p.xml", b"<oops", "text/xml")}), 422, "XML"),
-        (client.post("/v1/recognize/page", files={"image": ("p.png", png, "image/png")}), 422, "'xml'"),
+        (client.post("/v1/recognize/page?format=alto", files={"image": ("p.png", png, "image/png")}), 422, "format"),
         # 404 / 405
         (client.get("/v1/nothing"), 404, "/v1/nothing"),
         (client.get("/v1/recognize/line"), 405, "GET"),

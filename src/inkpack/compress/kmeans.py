@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from inkpack.compress.lowrank import rebuild, structure
+from inkpack.compress.layout import rebuild, structure
 from inkpack.compress.prune import prunable_parameters
 from inkpack.errors import InkpackError
 

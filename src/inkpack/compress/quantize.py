@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from inkpack.compress.layers import matches
-from inkpack.compress.lowrank import LowRankLSTM
+from inkpack.compress.factored import LowRankLSTM
 from inkpack.errors import InkpackError
 
 __all__ = ["onnx_quantize_int8", "quantize_int8"]

@@ -88,7 +88,7 @@ def count_flops(model: nn.Module, example_inputs: Sequence[Any] | Any) -> float:
         steps = _steps(inputs[0], mod.batch_first)
         extra[0] += (mod.flops(steps) if isinstance(mod, LowRankLSTM) else lstm_flops(mod, steps)) - counted
 
-    from inkpack.compress.lowrank import LowRankLSTM
+    from inkpack.compress.factored import LowRankLSTM
 
     lstms = [m for m in model.modules() if isinstance(m, (nn.LSTM, LowRankLSTM))]
     handles = [m.register_forward_pre_hook(pre) for m in lstms] + [m.register_forward_hook(post) for m in lstms]

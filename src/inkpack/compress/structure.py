@@ -1,5 +1,5 @@
 """Loading a compressed model file: the ``compression`` record of a model JSON (written by
-``inkpack compress``, see :mod:`inkpack.compress.commands`) rebuilt on a fresh base model.
+``inkpack compress``, see :mod:`inkpack.compress.recipe`) rebuilt on a fresh base model.
 :func:`inkpack.model_io.load_model` calls :func:`load_compressed` for such files; it sits below
 both the model-file module and the compress commands in the import graph."""
 
@@ -19,7 +19,7 @@ def load_compressed(model: nn.Module, comp: dict, stem: str | Path, int8: bool =
     from safetensors.torch import load_file
 
     from inkpack.compress.kmeans import load_into
-    from inkpack.compress.lowrank import rebuild
+    from inkpack.compress.layout import rebuild
     from inkpack.compress.quantize import quantize_int8
 
     stem = Path(stem)

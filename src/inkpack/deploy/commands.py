@@ -67,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, token=token,
           allow_origins=tuple(args.allow_origin or ()), max_inflight=args.max_inflight,
           read_timeout=args.read_timeout, max_ink_points=args.max_ink_points,
-          max_page_lines=args.max_page_lines)
+          max_page_lines=args.max_page_lines, seg_model=args.seg_model)
     return 0
 
 
@@ -83,6 +83,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--model", help="line model: path, name or .onnx (default: the bundled model)")
     s.add_argument("--ink-model", help="ink model (lstm-char or online-blstm; path or .onnx; default: none, "
                                        "the ink endpoint answers 404)")
+    s.add_argument("--seg-model", help="page segmenter for page images sent without PAGE-XML "
+                                       "(default: the bundled models/hooker-segment)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     s.add_argument("--port", type=T.port, default=8000, help="TCP port (default: 8000)")
     s.add_argument("--threads", type=T.positive_int, default=1, help="torch intra-op threads (default: 1)")

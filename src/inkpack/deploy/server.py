@@ -3,7 +3,8 @@
 Endpoints: ``POST /v1/recognize/line`` (multipart field ``file``, or a raw PNG/JPEG/TIFF body),
 ``POST /v1/recognize/ink`` (JSON ``{"strokes": [[[x, y, t], ...], ...]}`` or an InkML body; an
 InkML body of several samples answers ``{"model", "kind", "samples": [{"id", "text", ...}, ...]}``),
-``POST /v1/recognize/page`` (multipart ``image`` + ``xml`` → PAGE-XML with TextEquiv filled),
+``POST /v1/recognize/page`` (multipart ``image`` + ``xml`` → PAGE-XML with TextEquiv filled; ``image``
+alone → segmented and read: PAGE-XML, or JSON lines with ``?format=json``),
 ``GET /health``, ``GET /v1/models``, the web demo at ``/``, OpenAPI at ``/docs``.
 
 Every error is JSON ``{"error": "..."}``: 413 body or image too large, 415 wrong content type,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -95,7 +97,7 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
                max_pixels: int = 40_000_000, max_batch: int = 16, max_wait_ms: float = 5.0,
                max_ink_points: int = 100_000, decoder=None, token: str | None = None,
                allow_origins=(), allowed_hosts=None, max_inflight: int = 64,
-               read_timeout: float = 30.0, max_page_lines: int = 2000) -> FastAPI:
+               read_timeout: float = 30.0, max_page_lines: int = 2000, seg_model=None) -> FastAPI:
     """``model``: a line recognizer from ``inkpack.api.load`` or a path (None → the bundled model);
     ``ink_model``: the same for ink (None → the ink endpoint answers 404 with how to load one);
     ``decoder``: a :class:`inkpack.decode.beam.Decoder` (or its options dict) for the line models
@@ -103,7 +105,8 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
     ``token``: bearer token required on ``/v1/*``; ``allow_origins``: web origins allowed besides the
     service's own; ``allowed_hosts``: accepted ``Host`` names (None = any); ``max_inflight``:
     recognition requests at a time before 503; ``read_timeout``: seconds for the whole body;
-    ``max_ink_points``: pen points per ink request (all samples); ``max_page_lines``: TextLines per page."""
+    ``max_ink_points``: pen points per ink request (all samples); ``max_page_lines``: TextLines per page;
+    ``seg_model``: the page segmenter for a page image sent alone (None → models/hooker-segment)."""
     line, ink = _models(model, ink_model)
     _set_decoder(decoder, line, ink)
     batchers = {
@@ -123,6 +126,7 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
                   description="Handwriting recognition: line images, pen ink, PAGE-XML pages.")
     app.state.line, app.state.ink, app.state.batchers = line, ink, batchers
     app.state.started = time.time()
+    app.state.segmenter, app.state.seg_model, app.state.seg_lock = None, seg_model, threading.Lock()
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_upload_bytes)
     app.add_middleware(GuardMiddleware, token=token, allow_origins=allow_origins, allowed_hosts=allowed_hosts,
                        max_inflight=max_inflight, read_timeout=read_timeout)  # outermost: before any read
@@ -159,18 +163,26 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
                 "samples": [{"id": s.id, **r.to_dict()} for s, r in zip(samples, results)]}
 
     @app.post("/v1/recognize/page", tags=["recognize"], openapi_extra=_page_doc(),
-              response_class=Response, responses={200: {"content": {"application/xml": {}}}})
-    async def recognize_page(request: Request) -> Response:
-        """Fill every TextLine's TextEquiv of a PAGE-XML from its page image."""
+              response_class=Response, responses={200: {"content": {"application/xml": {}, "application/json": {}}}})
+    async def recognize_page(request: Request, format: str = "xml") -> Response:
+        """With a PAGE-XML: fill every TextLine's TextEquiv from the page image. A page image alone:
+        find its lines (the bundled segmenter) and read them; PAGE-XML 2019, or ``?format=json``
+        (lines with polygons, baselines, text, confidences)."""
         from inkpack.deploy.page import recognize_page as fill_streaming
 
         if line is None:
             raise ApiError(404, "no line model loaded (start the server with --model MODEL)")
+        if format not in ("xml", "page", "json"):
+            raise ApiError(422, f"format={format!r}: use xml (PAGE-XML, the default) or json")
         if not content_type(request).startswith("multipart/form-data"):
-            raise ApiError(415, "page: send multipart/form-data with fields 'image' and 'xml'")
+            raise ApiError(415, "page: send multipart/form-data with field 'image' (and optionally 'xml')")
         form = await read_form(request)
         img, declared = await upload_bytes(request, ("image", "file"), form=form)
-        xml, _ = await upload_bytes(request, ("xml", "pagexml"), form=form, kind="PAGE-XML")
+        given = any(form.get(n) is not None for n in ("xml", "pagexml"))
+        if given:
+            if format == "json":
+                raise ApiError(422, "format=json: for a page image alone; with a PAGE-XML the answer is PAGE-XML")
+            xml, _ = await upload_bytes(request, ("xml", "pagexml"), form=form, kind="PAGE-XML")
         check_image_bytes(img, declared, max_pixels)
         gray = await run_in_threadpool(lambda: _gray(img, max_pixels))
 
@@ -178,6 +190,9 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
             futures = [batchers["line"].submit(line.prepare_input(c)) for c in crops]
             return [f.result() for f in futures]
 
+        if not given:
+            doc = await run_in_threadpool(lambda: _segmented_page(app, gray, recognize_crops, max_page_lines, format))
+            return Response(doc, media_type="application/json" if format == "json" else "application/xml")
         page = await run_in_threadpool(lambda: fill_streaming(gray, xml, recognize_crops, max_lines=max_page_lines))
         return Response(page.xml, media_type="application/xml",
                         headers={"X-Inkpack-Lines": str(len(page.texts)), "X-Inkpack-Skipped": str(len(page.errors))})
@@ -243,6 +258,21 @@ def _gray(data: bytes, max_pixels: int):
     return load_gray(data, name="image", max_pixels=max_pixels)
 
 
+def _segmented_page(app: FastAPI, gray, recognize_crops, max_lines: int, fmt: str) -> bytes:
+    """A page image alone: segmented (the segmenter loaded once, on first use), lines read, rendered."""
+    from types import SimpleNamespace
+
+    from inkpack.segment.commands import render, run_page
+    from inkpack.segment.page import Segmenter
+
+    with app.state.seg_lock:
+        if app.state.segmenter is None:
+            app.state.segmenter = Segmenter(app.state.seg_model)
+        seg = app.state.segmenter
+    result = run_page(gray, seg, SimpleNamespace(recognize=recognize_crops), name="page.png", max_lines=max_lines)
+    return render(result, "json" if fmt == "json" else "page")
+
+
 def _version() -> str:
     from inkpack import __version__
 
@@ -297,7 +327,7 @@ def _ink_doc() -> dict:
 
 
 def _page_doc() -> dict:
-    mp = {"schema": {"type": "object", "required": ["image", "xml"],
+    mp = {"schema": {"type": "object", "required": ["image"],
                      "properties": {"image": IMAGE_SCHEMA, "xml": IMAGE_SCHEMA}}}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": mp}}}
 

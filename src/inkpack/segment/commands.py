@@ -1,4 +1,5 @@
-"""``inkpack segment PAGE.jpg|DIR ... [--out F|DIR] [--format page|alto|json|text] [--recognize]``."""
+"""``inkpack segment PAGE.jpg|DIR ... [--out F|DIR] [--format page|alto|json|text] [--recognize]``, the page
+side of ``inkpack recognize --page`` (:func:`run_pages`) and ``inkpack evaluate-pages`` (:func:`cmd_evaluate_pages`)."""
 
 from __future__ import annotations
 
@@ -63,56 +64,88 @@ def render(result, fmt: str) -> bytes:
     return (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
 
 
-def run_page(path: Path, seg, rec):
+def run_page(image, seg, rec, name: str | None = None, max_lines: int | None = None):
+    """A page (path, bytes or array) segmented by ``seg`` and, with ``rec`` (``.recognize(crops)``),
+    read: a :class:`PageResult`. More than ``max_lines`` lines is ``InputTooLargeError``."""
+    from inkpack.errors import InputTooLargeError
     from inkpack.segment.page import PageResult, recognize_lines, to_gray
 
-    gray = to_gray(str(path))
+    gray = to_gray(image)
     lines = seg.segment(gray)
+    if max_lines is not None and len(lines) > max_lines:
+        raise InputTooLargeError(f"page: {len(lines)} text lines found, more than the limit of {max_lines}")
     texts, confs = recognize_lines(gray, [ln.polygon for ln in lines], rec) if rec is not None else ([], [])
-    return PageResult(gray.shape[1], gray.shape[0], lines, texts, confs, str(path))
+    return PageResult(gray.shape[1], gray.shape[0], lines, texts, confs,
+                      name if name is not None else str(image) if isinstance(image, (str, os.PathLike)) else "")
 
 
 def cmd_segment(a) -> int:
+    if a.format == "text" and not a.recognize:
+        raise InputError("--format text needs --recognize")
+
+    def line_model():
+        from inkpack.api import load
+
+        return load(a.line_model, threads=max(1, a.threads))
+
+    return run_pages(a.pages, a.out, a.format, a.seg_model, line_model if a.recognize else None, a.threads)
+
+
+def run_pages(inputs: list[str], out: str | None, fmt: str, seg_model=None, line_model=None, threads: int = 1) -> int:
+    """``inkpack segment`` and ``inkpack recognize --page``: page images or folders -> ``fmt``;
+    ``line_model``: None (segment only) or a function returning the line recognizer (called
+    once the inputs and ``out`` are checked)."""
     import torch
 
     from inkpack.segment.page import Segmenter
 
-    torch.set_num_threads(max(1, a.threads))
-    if a.format == "text" and not a.recognize:
-        raise InputError("--format text needs --recognize")
-    pages = collect(a.pages)
-    many = len(pages) > 1 or any(Path(s).is_dir() for s in a.pages)
-    if many:
-        if not a.out:
-            raise InputError("--out: a folder is needed for several pages")
-        out_dir = Path(a.out)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise InputError(f"--out {out_dir}: not a folder")
-        if any(out_dir.resolve() == p.parent.resolve() for p in pages) and a.format == "page":
-            raise InputError(f"--out {out_dir}: is a page folder (its PAGE-XML would be overwritten); use another")
-        out_dir.mkdir(parents=True, exist_ok=True)
-    seg = Segmenter(a.seg_model)
-    rec = None
-    if a.recognize:
-        from inkpack.api import load
+    torch.set_num_threads(max(1, threads))
+    pages = collect(inputs)
+    out_dir = check_out(inputs, pages, out, fmt)
+    seg = Segmenter(seg_model)
+    return write_pages(pages, out_dir, out, fmt, seg, line_model() if line_model is not None else None)
 
-        rec = load(a.line_model, threads=max(1, a.threads))
-    if not many:
-        data = render(run_page(pages[0], seg, rec), a.format)
-        if a.out:
-            Path(a.out).write_bytes(data)
+
+def check_out(inputs: list[str], pages: list[Path], out: str | None, fmt: str) -> Path | None:
+    """The output folder for several pages (made now), None for one page (``out``: a file or stdout)."""
+    if not (len(pages) > 1 or any(Path(s).is_dir() for s in inputs)):
+        if out:
+            from inkpack.jsonio import check_output_file
+
+            check_output_file(out, "--out")  # writable before the page is read
+        return None
+    if not out:
+        raise InputError("--out: a folder is needed for several pages")
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir}: not a folder")
+    if any(out_dir.resolve() == p.parent.resolve() for p in pages) and fmt == "page":
+        raise InputError(f"--out {out_dir}: is a page folder (its PAGE-XML would be overwritten); use another")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def write_pages(pages: list[Path], out_dir: Path | None, out: str | None, fmt: str, seg, rec) -> int:
+    """Segment (and with ``rec`` recognize) each page and write it as ``fmt``: one page into ``out``
+    (or standard output); several into ``out_dir`` with a progress bar, a failing page reported
+    in one line and skipped (exit 2 at the end)."""
+    if out_dir is None:
+        data = render(run_page(pages[0], seg, rec), fmt)
+        if out:
+            Path(out).write_bytes(data)
         else:
             sys.stdout.buffer.write(data)
+            sys.stdout.flush()
         return 0
     failed = 0
     for p in tqdm(pages, desc="pages", disable=not sys.stderr.isatty()):
         try:
-            data = render(run_page(p, seg, rec), a.format)
+            data = render(run_page(p, seg, rec), fmt)
         except InkpackError as e:
-            print(f"error: {e} (page skipped)", file=sys.stderr)
+            print(f"error: {e if str(p) in str(e) else f'{p}: {e}'} (page skipped)", file=sys.stderr)
             failed += 1
             continue
-        (out_dir / (p.stem + SUFFIX[a.format])).write_bytes(data)
+        (out_dir / (p.stem + SUFFIX[fmt])).write_bytes(data)
     print(f"{len(pages) - failed} page(s) written to {out_dir}" + (f", {failed} failed" if failed else ""),
           file=sys.stderr)
     return 2 if failed else 0

@@ -2,7 +2,7 @@
 
 Baseline detection: the cBAD tolerance measure (:mod:`inkpack.segment.cbad`). Page CER:
 the page's recognized text in reading order (non-empty lines joined by newlines) against the
-ground-truth text (same), beside the same measure with the ground-truth line polygons
+ground-truth text (same), and page WER (words), beside the same measure with the ground-truth line polygons
 cropped and recognized ("GT-line") and the plain line-level CER of those GT lines.
 """
 
@@ -13,7 +13,6 @@ import sys
 import time
 
 import numpy as np
-from rapidfuzz.distance import Levenshtein
 from tqdm import tqdm
 
 from inkpack.errors import InkpackError
@@ -31,7 +30,7 @@ def evaluate_pages(pairs: list[tuple[str, str]], segmenter: Segmenter, recognize
                    progress: bool = True) -> dict:
     pages, errors = [], []
     seg_s, page_s = [], []
-    page_err = page_chars = gt_page_err = 0
+    page_counts, gt_page_counts = ErrorCounts(), ErrorCounts()
     line_counts = ErrorCounts()
     for img, xml in tqdm(pairs, desc="pages", disable=not (progress and sys.stderr.isatty())):
         try:
@@ -39,29 +38,35 @@ def evaluate_pages(pairs: list[tuple[str, str]], segmenter: Segmenter, recognize
             t0 = time.perf_counter()
             gray = to_gray(img)
             lines = segmenter.segment(gray)
-            t2 = time.perf_counter()
+            t2 = t3 = time.perf_counter()
+            sx, sy = gray.shape[1] / gt.width, gray.shape[0] / gt.height   # GT coordinates -> image
             if recognizer is not None:   # timed: decode + segmentation + cropping + recognition
                 texts, _ = recognize_lines(gray, [ln.polygon for ln in lines], recognizer)
-                page_s.append(time.perf_counter() - t0)
+                t3 = time.perf_counter()
+                ref_lines = [ln for ln in gt.lines if ln.text.strip()]
+                gt_texts, _ = recognize_lines(gray, [ln.polygon * [sx, sy] for ln in ref_lines], recognizer)
         except InkpackError as e:
             errors.append(str(e))
             continue
         seg_s.append(t2 - t0)
-        sx, sy = gray.shape[1] / gt.width, gray.shape[0] / gt.height   # GT coordinates -> image
+        if recognizer is not None:
+            page_s.append(t3 - t0)
         gtb = [ln.baseline * [sx, sy] for ln in gt.lines if ln.baseline is not None]
         score = cbad.page_scores(gtb, [ln.baseline for ln in lines])
         row = {"page": xml, "gt_lines": len(gtb), "lines": len(lines), **{k: score[k] for k in ("precision", "recall", "f1")},
                "seg_s": t2 - t0}
         if recognizer is not None:
-            ref_lines = [ln for ln in gt.lines if ln.text.strip()]
             ref = join(ln.text for ln in ref_lines)
             hyp = join(texts)
-            gt_texts, _ = recognize_lines(gray, [ln.polygon * [sx, sy] for ln in ref_lines], recognizer)
             for h, ln in zip(gt_texts, ref_lines):
                 line_counts.add(h, ln.text)
-            e, g = Levenshtein.distance(hyp, ref), Levenshtein.distance(join(gt_texts), ref)
-            page_err += e; gt_page_err += g; page_chars += len(ref)
-            row.update(page_cer=e / max(1, len(ref)), gt_line_page_cer=g / max(1, len(ref)), ref_chars=len(ref))
+            one, gt_one = ErrorCounts(), ErrorCounts()
+            for c in (one, page_counts):
+                c.add(hyp, ref)
+            for c in (gt_one, gt_page_counts):
+                c.add(join(gt_texts), ref)
+            row.update(page_cer=one.cer, page_wer=one.wer, gt_line_page_cer=gt_one.cer, gt_line_page_wer=gt_one.wer,
+                       ref_chars=len(ref))
         pages.append(row)
     agg = cbad.aggregate(pages)
     out = {"pages": len(pages), "failed": errors, "baseline_precision": agg["precision"],
@@ -71,7 +76,8 @@ def evaluate_pages(pairs: list[tuple[str, str]], segmenter: Segmenter, recognize
            "seg_s_p90": float(np.percentile(seg_s, 90)) if seg_s else None,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if recognizer is not None:
-        out.update(page_cer=page_err / max(1, page_chars), gt_line_page_cer=gt_page_err / max(1, page_chars),
+        out.update(page_cer=page_counts.cer, page_wer=page_counts.wer,
+                   gt_line_page_cer=gt_page_counts.cer, gt_line_page_wer=gt_page_counts.wer,
                    gt_line_cer=line_counts.cer, gt_line_wer=line_counts.wer,
                    page_s_per_page=float(np.mean(page_s)) if page_s else None)
     out["per_page"] = pages

@@ -17,7 +17,6 @@ record is broadcast, so early stopping and the LR schedule agree on every rank.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -30,15 +29,15 @@ from tqdm import tqdm
 from inkpack.batching import Batch, bucket_batches, random_batches
 from inkpack.data.alphabet import Alphabet
 from inkpack.data.images import AugmentConfig
-from inkpack.data.lines import LineBatcher, LineSet, load_lineset
+from inkpack.data.lines import LineBatcher, load_lineset
 from inkpack.devices import resolve_device
-from inkpack.errors import InkpackError, ModelFileError, UnknownCharacterError
+from inkpack.errors import InkpackError, ModelFileError
 from inkpack.model_io import describe_data, save_model
 from inkpack.models import REGISTRY, build_model
 from inkpack.train.bmuf import BMUF, ddp_epoch_record
-from inkpack.train.checkpoint import load_checkpoint, rng_state, set_rng_state
+from inkpack.train.checkpoint import load_checkpoint, rng_state
 from inkpack.train.config import TrainConfig
-from inkpack.train.ctc import BatchForward, ctc_loss, needed_frames, run_model
+from inkpack.train.ctc import BatchForward, ctc_loss, needed_frames, run_model  # noqa: F401 (needed_frames: re-export)
 from inkpack.train.ema import Precision, WeightEMA
 from inkpack.train.distributed import (
     DistEnv,
@@ -53,7 +52,7 @@ from inkpack.train.distributed import (
 from inkpack.train.schedule import warmup_cosine
 from inkpack.train.sharding import DistributedBatchSampler, batch_cost, imbalance
 from inkpack.train.step_batches import BatchMaker, step_batches
-from inkpack.train.validate import validate_lines
+from inkpack.train.validate import restore_rng, trainable_lines, validate_lines
 
 # cost model of a rank's share under each batching (pad-max pads all alike: cost = count)
 SHARD_MODE = {"pad-min": "padded", "pack": "packed", "pad-max": "count"}
@@ -101,35 +100,7 @@ class Trainer:
             tqdm.write(f"warning: skipped {len(self.skipped)} training samples (reasons in {self.out / 'skipped.txt'})")
 
     def _filter_train(self) -> None:
-        """Drop lines with unencodable text or labels longer than the model's output frames."""
-        ts = self.train_set
-        keep: list[int] = []
-        too_short = unknown = 0
-        factor = self.model.output_lengths(torch.tensor([1000]))
-        ratio = float(factor[0]) / 1000.0
-        for i, (img, text) in enumerate(zip(ts.images, ts.texts)):
-            try:
-                labels = self.alphabet.encode(text, policy="error")
-            except UnknownCharacterError as e:
-                self.skipped.append(f"{ts.ids[i]}: {e}")
-                unknown += 1
-                continue
-            frames = math.floor(img.shape[1] * 0.85 * ratio)  # augmentation may shrink by 15%
-            if needed_frames(labels) > frames:
-                self.skipped.append(
-                    f"{ts.ids[i]}: label needs {needed_frames(labels)} frames, image gives {frames}"
-                )
-                too_short += 1
-                continue
-            keep.append(i)
-        if not keep:
-            why = (f"all {len(ts.texts)} too short for the model's frames" if too_short == len(ts.texts)
-                   else f"{too_short} too short for the model's frames, {unknown} with characters outside "
-                   f"the alphabet")
-            raise InkpackError(f"{self.cfg.train}: no usable lines ({why})")
-        self.train_set = LineSet(
-            [ts.images[i] for i in keep], [ts.texts[i] for i in keep], [ts.ids[i] for i in keep], ts.skipped
-        )
+        self.train_set = trainable_lines(self.train_set, self.alphabet, self.model, self.skipped, self.cfg.train)
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         cfg, widths = self.cfg, self.train_set.widths
@@ -231,17 +202,7 @@ class Trainer:
             tqdm.write(msg)
 
     def _restore_rng(self, ckpt: dict) -> None:
-        env = self.env
-        set_rng_state(ckpt["rng"])
-        mine = ckpt.get("rng_ranks") or []
-        if env.distributed and len(mine) == env.world_size:
-            torch.set_rng_state(mine[env.rank]["torch"])
-            if "cuda" in mine[env.rank] and env.device.type == "cuda":
-                torch.cuda.set_rng_state(mine[env.rank]["cuda"], env.device)
-        elif env.distributed:  # other number of processes: fresh per-rank streams
-            torch.manual_seed(self.cfg.seed + 1_000_003 * (env.rank + 1) + self.global_step)
-        elif "cuda_rng" in ckpt and env.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["cuda_rng"], env.device)
+        restore_rng(ckpt, self.env, self.cfg.seed, self.global_step)
 
     def _remap_step(self, step: int, old_world: int) -> int:
         """The same place in the epoch under another number of processes, which keeps

@@ -1,7 +1,9 @@
-"""Validation of a line recognizer: greedy CER/WER and CTC loss over a line set."""
+"""What the line trainer checks about its data and state: which training lines a model can learn
+from, validation (greedy CER/WER and CTC loss) and the RNG streams of a resumed run."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 import torch
@@ -9,8 +11,10 @@ from torch import nn
 
 from inkpack.data.alphabet import Alphabet
 from inkpack.data.lines import LineBatcher, LineSet
+from inkpack.errors import InkpackError, UnknownCharacterError
 from inkpack.metrics import ErrorCounts
-from inkpack.train.ctc import ctc_loss
+from inkpack.train.checkpoint import set_rng_state
+from inkpack.train.ctc import ctc_loss, needed_frames
 from inkpack.train.distributed import DistEnv, all_reduce_sums
 
 
@@ -37,3 +41,46 @@ def validate_lines(model: nn.Module, val_set: LineSet, alphabet: Alphabet, env: 
         counts = ErrorCounts(**{k: round(tot[k]) for k in asdict(counts)})
         loss_sum, n = tot["loss"], round(tot["n"])
     return {"val_cer": counts.cer, "val_wer": counts.wer, "val_loss": loss_sum / max(1, n)}
+
+
+def trainable_lines(ts: LineSet, alphabet: Alphabet, model: nn.Module, skipped: list[str], source: str) -> LineSet:
+    """The lines of ``ts`` the model can learn from: text the alphabet encodes and a label that
+    fits the model's output frames; the others are appended to ``skipped`` with the reason."""
+    keep: list[int] = []
+    too_short = unknown = 0
+    ratio = float(model.output_lengths(torch.tensor([1000]))[0]) / 1000.0
+    for i, (img, text) in enumerate(zip(ts.images, ts.texts)):
+        try:
+            labels = alphabet.encode(text, policy="error")
+        except UnknownCharacterError as e:
+            skipped.append(f"{ts.ids[i]}: {e}")
+            unknown += 1
+            continue
+        frames = math.floor(img.shape[1] * 0.85 * ratio)  # augmentation may shrink by 15%
+        if needed_frames(labels) > frames:
+            skipped.append(f"{ts.ids[i]}: label needs {needed_frames(labels)} frames, image gives {frames}")
+            too_short += 1
+            continue
+        keep.append(i)
+    if not keep:
+        why = (f"all {len(ts.texts)} too short for the model's frames" if too_short == len(ts.texts)
+               else f"{too_short} too short for the model's frames, {unknown} with characters outside "
+               f"the alphabet")
+        raise InkpackError(f"{source}: no usable lines ({why})")
+    return LineSet([ts.images[i] for i in keep], [ts.texts[i] for i in keep], [ts.ids[i] for i in keep],
+                   ts.skipped)
+
+
+def restore_rng(ckpt: dict, env: DistEnv, seed: int, global_step: int) -> None:
+    """The RNG streams of a resumed run: this rank's own when the checkpoint has them for the
+    same number of processes, fresh per-rank streams under another number."""
+    set_rng_state(ckpt["rng"])
+    mine = ckpt.get("rng_ranks") or []
+    if env.distributed and len(mine) == env.world_size:
+        torch.set_rng_state(mine[env.rank]["torch"])
+        if "cuda" in mine[env.rank] and env.device.type == "cuda":
+            torch.cuda.set_rng_state(mine[env.rank]["cuda"], env.device)
+    elif env.distributed:
+        torch.manual_seed(seed + 1_000_003 * (env.rank + 1) + global_step)
+    elif "cuda_rng" in ckpt and env.device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt["cuda_rng"], env.device)

@@ -1,0 +1,127 @@
+"""`inkpack report`: models measured side by side on the same data (size, FLOPs, latency,
+accuracy; the measuring functions are in :mod:`inkpack.compress.report`). torch is imported
+where it runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from inkpack.compress.recipe import model_files
+from inkpack.compress.retrain import Task
+
+if TYPE_CHECKING:  # torch is imported where it runs: `inkpack compress --help` stays light
+    from torch import nn
+
+__all__ = ["load_any", "plot_report", "report"]
+
+
+def load_any(path: str, int8: bool = True) -> tuple[nn.Module, dict, object]:
+    """load_model, optionally without the int8 step (FLOPs are counted on the fp32 graph)."""
+    from inkpack.model_io import load_model
+
+    return load_model(path, int8=int8)
+
+
+def _example(model: nn.Module, cfg: dict, task: Task):
+    """One representative input (median-width line / median-length character) for FLOPs and latency."""
+    import torch
+
+    if task.kind == "image":
+        from inkpack.batching import pad_collate
+
+        widths = task.lines.widths
+        i = sorted(range(len(widths)), key=widths.__getitem__)[len(widths) // 2]
+        b = pad_collate([torch.from_numpy(task.batcher.image(i))[None]])
+        return (b.images, b.heights, b.widths)
+    lens = [len(task.ds[i][0]) for i in range(min(task.n, 50))]
+    i = sorted(range(len(lens)), key=lens.__getitem__)[len(lens) // 2]
+    f = torch.from_numpy(task.ds[i][0])[None]
+    return (f, torch.tensor([f.shape[1]]))
+
+
+def _accuracy(model: nn.Module, cfg: dict, alphabet, task: Task) -> dict:
+    import torch
+
+    if task.kind == "image":
+        from inkpack.metrics import ErrorCounts
+        from inkpack.recognizer import LineRecognizer
+
+        rec = LineRecognizer(model, cfg, alphabet)
+        ims = [torch.from_numpy(task.batcher.image(i))[None] for i in range(task.n)]
+        counts = ErrorCounts()
+        for hyp, ref in zip(rec.recognize_prepared(ims), task.lines.texts, strict=True):
+            counts.add(hyp, ref)
+        return {"cer": counts.cer, "wer": counts.wer, "lines": task.n}
+    from inkpack.data.hanzi_synth import collate_chars
+
+    correct = 0
+    with torch.inference_mode():
+        for s in range(0, task.n, 64):
+            feats, lengths, targets = collate_chars([task.ds[i] for i in range(s, min(task.n, s + 64))])
+            correct += int((model(feats, lengths).argmax(-1) == targets).sum())
+    return {"top1": correct / task.n, "samples": task.n}
+
+
+def report(paths: list[str], data: str | None, limit: int | None = None, runs: int = 10,
+           log: Callable[[str], None] = print) -> dict[str, dict]:
+    """One row per model on the same data; ratios against the first model. Latencies of models
+    on the same input are measured in turn within each round (``measure_latencies``)."""
+    from inkpack.compress.report import (
+        compare,
+        count_flops,
+        count_params,
+        measure_latencies,
+        size_on_disk_mb,
+    )
+    from inkpack.model_io import resolve
+
+    rows: dict[str, dict] = {}
+    groups: dict[tuple, tuple[Task, object, dict]] = {}  # task key -> (task, example input, {row name: model})
+    for path in paths:
+        stem = resolve(path)
+        model, cfg, alphabet = load_any(path, int8=True)
+        fp32, _, _ = load_any(path, int8=False)
+        kind = cfg.get("input_kind", "image")
+        key = (kind, data or cfg.get("trained_on"), json.dumps(cfg.get("preprocessing", {}), sort_keys=True),
+               "".join(alphabet.symbols) if kind == "char" else "")
+        if key not in groups:
+            task = Task(cfg, alphabet, data, limit=limit, split="val")
+            groups[key] = (task, _example(fp32, cfg, task), {})
+        task, example, models = groups[key]
+        comp = cfg.get("compression", {})
+        files = sum(p.stat().st_size for p in model_files(stem, cfg) if p.exists()) / 1e6
+        name = stem.name if stem.name not in rows else str(stem)
+        row = {"params": count_params(fp32), "nonzero_params": count_params(fp32, nonzero=True),
+               "size_mb": size_on_disk_mb(model) if comp.get("int8") else files, "files_mb": files,
+               "gflops": count_flops(fp32, example) / 1e9}
+        row.update(_accuracy(model, cfg, alphabet, task))
+        row["recipe"] = comp.get("recipe", "-")
+        rows[name] = row
+        models[name] = model
+        log(f"measured {name}")
+    for _, example, models in groups.values():
+        for name, ms in measure_latencies(models, example, runs=runs, threads=1).items():
+            rows[name]["latency_ms"] = ms
+    return compare(rows, next(iter(rows)))
+
+
+def plot_report(rows: dict[str, dict], out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in rows.items():
+        acc = 100 * (1 - r["cer"]) if "cer" in r else 100 * r["top1"]
+        ax.scatter(r["latency_ms"], acc)
+        ax.annotate(name, (r["latency_ms"], acc), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency, ms (1 CPU thread)")
+    ax.set_ylabel("accuracy % (100 - CER, or top-1)")
+    ax.grid(alpha=0.3)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

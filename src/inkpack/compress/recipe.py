@@ -1,0 +1,167 @@
+"""The `inkpack compress` recipes (combinable with '+') applied to a model file.
+
+A compressed model is NAME.json + weights. The json keeps the base architecture and adds a
+``compression`` record: the recipe, the replaced modules (`layout.structure`), where the weights
+are (``safetensors``, or ``shared-npz`` = the k-means compact file NAME.npz) and an ``int8`` flag
+(fp32 weights stored, dynamic int8 applied at load). `model_io.load_model` calls
+`compress.structure.load_compressed` for such files. Recipes run in the fixed order distill →
+tucker → svd → adw → kmeans → int8 whatever order they are written in; retraining recipes use
+--data/--steps (:mod:`inkpack.compress.retrain`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inkpack.compress.retrain import Task, drop_weights, retrain, share_weights
+from inkpack.errors import InkpackError
+from inkpack.jsonio import write_json
+
+if TYPE_CHECKING:  # torch is imported where it runs: `inkpack compress --help` stays light
+    from torch import nn
+
+__all__ = ["RECIPES", "compress", "model_files", "out_stem", "parse_bits", "parse_recipe", "store_half"]
+
+RECIPES = ("distill", "tucker", "svd", "adw", "kmeans", "int8")
+
+
+def parse_bits(text: str | int) -> int | dict[str, int]:
+    """``5`` (every weight) or ``fc2.weight=5,lstm1.*=6,*=4`` (first matching glob wins)."""
+    text = str(text).strip()
+    try:
+        if "=" not in text:
+            return int(text)
+        out = {}
+        for part in text.split(","):
+            key, _, val = part.partition("=")
+            out[key.strip()] = int(val)
+        return out
+    except ValueError:
+        raise InkpackError(f"--bits: expected N or NAME=N,..., got {text!r}") from None
+
+
+def parse_recipe(text: str) -> list[str]:
+    parts = [p.strip().lower() for p in text.split("+") if p.strip()]
+    if not parts:
+        raise InkpackError(f"--recipe: none given (use {'|'.join(RECIPES)}, joined by '+'; or --half alone)")
+    bad = [p for p in parts if p not in RECIPES]
+    if bad:
+        raise InkpackError(f"--recipe: unknown part {bad[0]!r} (use {'|'.join(RECIPES)}, joined by '+')")
+    return [r for r in RECIPES if r in parts]
+
+
+def model_files(stem: Path, cfg: dict) -> list[Path]:
+    comp = cfg.get("compression", {})
+    return [stem.with_suffix(".json"), stem.with_suffix(".npz" if comp.get("weights") == "shared-npz" else ".safetensors")]
+
+
+def out_stem(path: str) -> Path:
+    """OUT as given, or without the extension of one of the files it names."""
+    out = Path(path)
+    return out.with_suffix("") if out.suffix in (".json", ".safetensors", ".npz") else out
+
+
+def store_half(model_path: str, out_path: str, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
+    """Rewrite a plain model with float16 weights (half the file; `load_model` returns float32)."""
+    from inkpack.model_io import load_model, save_model
+
+    model, cfg, _ = load_model(model_path)
+    if cfg.get("compression"):
+        raise InkpackError(f"{model_path}: already compressed; use --half with its recipe instead")
+    out = out_stem(out_path)
+    save_model(model, dict(cfg, weights_dtype="float16"), out, half=True)
+    log(f"wrote {out}.json (float16 weights, {out.with_suffix('.safetensors').stat().st_size / 1e6:.2f} MB)")
+    return model, {"recipe": "", "weights_dtype": "float16"}
+
+
+def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
+    """Apply the recipe to MODEL and write OUT (.json + weights); returns (fp32 model, record)."""
+    from inkpack.compress import layout, lowrank, tucker
+    from inkpack.compress.report import count_params
+    from inkpack.model_io import load_model, resolve, save_model
+
+    half = bool(getattr(args, "half", False))
+    if not args.recipe and half:  # float16 storage only: a plain model file, loaded back as float32
+        return store_half(args.model, args.out, log)
+    recipe = parse_recipe(args.recipe or "")
+    if half and "kmeans" in recipe:
+        raise InkpackError("--half: a k-means file stores codes already; --half-raw halves its other tensors")
+    model, cfg, alphabet = load_model(args.model)
+    if cfg.get("compression"):
+        raise InkpackError(f"{args.model}: already compressed; start from an uncompressed model")
+    steps = int(args.steps or 0)
+    task = None
+
+    def get_task() -> Task:  # loaded only when a recipe retrains
+        nonlocal task
+        task = task or Task(cfg, alphabet, args.data, args.batch_size, args.seed, args.limit)
+        return task
+
+    notes: list[str] = []
+    comp_extra: dict = {}
+    base_params = count_params(model)
+    if "distill" in recipe:
+        from inkpack.compress.distill import distill, finetune_ctc, student_like
+
+        if cfg.get("input_kind", "image") != "image":
+            raise InkpackError("distill: only CNN-DBLSTM image models")
+        if args.teacher:  # MODEL is the student's starting point
+            teacher, tcfg, _ = load_model(args.teacher)
+            student = model
+        else:  # MODEL is the teacher; a fresh student
+            teacher, tcfg = model, cfg
+            extra = {"width": args.student_width} if args.student_width else {}
+            student = student_like(cfg, args.student_arch, alphabet.num_classes, **extra)
+            cfg = dict(cfg, arch=args.student_arch, options={**cfg.get("options", {}), **extra})
+        t = get_task()
+        log(f"distill {args.criterion}: {steps} steps, then CTC fine-tune {args.finetune_steps} steps")
+        h = distill(teacher, student, t.batch, args.criterion, steps, lr=args.lr, temperature=args.temperature,
+                    log_every=max(1, steps // 5), log=log)
+        f = finetune_ctc(student, t.batch, args.finetune_steps, lr=args.lr / 3, log_every=max(1, args.finetune_steps // 5), log=log)
+        notes.append(f"distill {args.criterion} from {tcfg.get('arch')} ({steps} + {args.finetune_steps} CTC steps; "
+                     f"final distill loss {h['losses'][-1] if h['losses'] else None})")
+        model, base_params = student, count_params(teacher)
+        comp_extra = {"distill_losses": h["losses"][-1:], "finetune_losses": f["losses"][-1:]}
+    if "tucker" in recipe:
+        ch = tucker.tucker_decompose(model, args.energy, method=args.tucker_method)
+        notes += [f"tucker {c.name}: {c.detail}" for c in ch]
+    if "svd" in recipe:
+        if args.svd_ranks:
+            ch = lowrank.lowrank_layers(model, lowrank.parse_ranks(args.svd_ranks))
+        else:
+            ch = lowrank.lowrank_lstm(model, energy=args.svd_energy) + lowrank.lowrank_linear(model, energy=args.svd_energy)
+        notes += [f"svd {c.name}: {c.detail}" for c in ch]
+    if ("tucker" in recipe or "svd" in recipe) and steps:  # the seed retrains after every step
+        log(f"fine-tune after decomposition: {steps} steps")
+        retrain(model, get_task(), steps, lr=args.lr, log=log)
+    if "adw" in recipe:
+        log(f"adaptive drop-weight to {args.sparsity:.0%}")
+        pruner = drop_weights(model, args.sparsity, get_task() if steps else None, steps, lr=args.lr, log=log)
+        notes.append(f"adw sparsity {pruner.sparsity()['total']:.3f}")
+    out = out_stem(args.out)
+    comp: dict = {"recipe": "+".join(recipe), "source": str(resolve(args.model)), "int8": "int8" in recipe,
+                  "weights": "safetensors", "base_params": base_params}
+    if half:
+        comp["weights_dtype"] = "float16"
+    if "kmeans" in recipe:
+        bits = parse_bits(args.bits)
+        lr = args.kmeans_lr or (None if args.kmeans_train == "latent" else args.lr / 3)
+        ws = share_weights(model, bits, args.kmeans_train, get_task() if steps else None, steps, lr=lr, log=log)
+        ws.apply()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sizes = ws.save(out.with_suffix(".npz"), raw_half=args.half_raw)
+        comp.update(weights="shared-npz", bits=bits, kmeans_train=args.kmeans_train if steps else None,
+                    npz_ratio=sizes["ratio"])
+    comp.update(structure=layout.structure(model), params=count_params(model),
+                nonzero_params=count_params(model, nonzero=True), notes=notes, **comp_extra)
+    cfg = {k: v for k, v in cfg.items() if k != "metrics"}
+    cfg["compression"] = comp
+    if comp["weights"] == "shared-npz":
+        write_json(out.with_suffix(".json"), cfg, flag="--out")
+    else:
+        save_model(model, cfg, out, half=half)
+    log(f"wrote {out}.json ({comp['recipe']}; {comp['params']:,} params, was {base_params:,})")
+    return model, comp
