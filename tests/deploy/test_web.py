@@ -59,14 +59,21 @@ class Recording:
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    import uvicorn
-
     from inkpack.api import load
     from inkpack.deploy.server import create_app
 
     ink = Recording(load(str(train_char_model(tmp_path_factory.mktemp("char")))))
     line = load(str(tiny_model))
-    app = create_app(line, ink)
+    srv, th, url = serve_in_thread(create_app(line, ink))
+    yield url, ink, line
+    srv.should_exit = True
+    th.join(10)
+
+
+def serve_in_thread(app):
+    """uvicorn on a free loopback port in a daemon thread: (server, thread, base URL)."""
+    import uvicorn
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -77,13 +84,11 @@ def server(tiny_model, tmp_path_factory):
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", ink, line
-    srv.should_exit = True
-    th.join(10)
+    return srv, th, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="module")
-def browser():
+def start_chromium(log_console: bool = False):
+    """Headless Debian Chromium through chromedriver (the browser console kept when asked)."""
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
@@ -91,8 +96,16 @@ def browser():
     opts.binary_location = CHROMIUM
     for f in FLAGS:
         opts.add_argument(f)
+    if log_console:
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
     drv.set_page_load_timeout(20)
+    return drv
+
+
+@pytest.fixture(scope="module")
+def browser():
+    drv = start_chromium()
     yield drv
     drv.quit()
 
