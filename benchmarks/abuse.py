@@ -62,8 +62,7 @@ def line_images(n: int) -> list[bytes]:
     if VAL.exists():
         rows = VAL.read_text(encoding="utf-8").splitlines()[1 : n + 1]
         return [(VAL.parent / r.split("\t", 1)[0]).read_bytes() for r in rows]
-    sys.path.insert(0, str(ROOT / "tests" / "deploy"))
-    from deploy_helpers import line_png
+    from inkpack.testing import line_png
 
     return [line_png(f"line number {i}", height=60) for i in range(n)]
 

@@ -38,11 +38,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKER = ROOT.parent / "shared" / "data" / "hooker"
-sys.path.insert(0, str(ROOT / "src"))
 
-from common import machine, parser, table, write_json  # noqa: E402
+from common import machine, parser, table, write_json
 
-from inkpack.train.bmuf import BYTES_F32  # noqa: E402
+from inkpack.train.bmuf import BYTES_F32
 
 TAUS = (4, 8, 16)
 WORKERS = (8, 64, 256)

@@ -19,14 +19,8 @@ from pathlib import Path
 import torch
 from common import REPO, SHARED
 
-from inkpack.compress.commands import (
-    Task,
-    _accuracy,
-    _example,
-    drop_weights,
-    retrain,
-    share_weights,
-)
+from inkpack.compress.measure import accuracy, example_input
+from inkpack.compress.retrain import Task, drop_weights, retrain, share_weights
 from inkpack.compress.kmeans import load_into
 from inkpack.compress.lowrank import lowrank_layers
 from inkpack.compress.report import count_flops, measure_latencies
@@ -100,11 +94,11 @@ def char_part(quick: bool, out: dict) -> list[tuple]:
     train = Task(cfg, alphabet, medians, batch_size=32, seed=7)
 
     def top1(m) -> float:
-        return _accuracy(m, cfg, alphabet, val)["top1"]
+        return accuracy(m, cfg, alphabet, val)["top1"]
 
     base = top1(model)
     fp32_bytes = stem.with_suffix(".safetensors").stat().st_size
-    ex = _example(model, cfg, val)
+    ex = example_input(model, cfg, val)
     fl0 = count_flops(model, ex)
     points, models = [], {"lstm-char fp32": model}
     for name, ranks, targets, bits, mode, steps in RECIPES:

@@ -25,7 +25,8 @@ import torch
 from char_compression import char_part, plot
 from common import REPO, SHARED, machine, parser, table, write_json
 
-from inkpack.compress.commands import Task, _accuracy, _example
+from inkpack.compress.measure import accuracy, example_input
+from inkpack.compress.retrain import Task
 from inkpack.compress.quantize import quantize_int8
 from inkpack.compress.report import (
     count_flops,
@@ -62,7 +63,7 @@ def image_part(quick: bool, out: dict) -> list[tuple]:
         t_name = "vgg-dblstm (teacher, random weights)"
     limit = 100 if quick else None
     task = Task(cfg, alphabet, str(SHARED / "data/hooker/val.tsv"), limit=limit, split="val")
-    ex = _example(student, cfg, task)
+    ex = example_input(student, cfg, task)
     runs = 5 if quick else 15
     t0 = time.perf_counter()
     tk = copy.deepcopy(student)
@@ -80,9 +81,9 @@ def image_part(quick: bool, out: dict) -> list[tuple]:
         rows[name]["latency_ms"] = ms
     base = rows[t_name]
     if tcfg is not None:
-        base.update(_accuracy(teacher, tcfg, alphabet, task))
-    acc_s = _accuracy(student, cfg, alphabet, task)
-    acc_tk = _accuracy(tk8, cfg, alphabet, task)
+        base.update(accuracy(teacher, tcfg, alphabet, task))
+    acc_s = accuracy(student, cfg, alphabet, task)
+    acc_tk = accuracy(tk8, cfg, alphabet, task)
     rows["darknet-dblstm (hooker-darknet)"].update(acc_s)
     rows["darknet tucker(0.9)+int8"].update(acc_tk)
     for r in rows.values():

@@ -31,7 +31,8 @@ import torch
 from common import REPO, SHARED, machine, parser, table, write_json
 from compression import safetensors_mb
 
-from inkpack.compress.commands import Task, _accuracy, _example
+from inkpack.compress.measure import accuracy, example_input
+from inkpack.compress.retrain import Task
 from inkpack.compress.distill import (
     CRITERIA,
     distill,
@@ -52,7 +53,7 @@ def load_teacher(quick: bool, name: str = TEACHER) -> tuple:
     """The teacher, its config and alphabet, the val task and its median-width example line."""
     teacher, cfg, alphabet = load_model(str(REPO / "models" / name))
     val = Task(cfg, alphabet, str(SHARED / "data/hooker/val.tsv"), limit=40 if quick else None, split="val")
-    return teacher, cfg, alphabet, val, _example(teacher, cfg, val)
+    return teacher, cfg, alphabet, val, example_input(teacher, cfg, val)
 
 
 def student_rows(quick: bool, threads: int, loaded: tuple, teacher_name: str, width: float) -> tuple[dict, dict]:
@@ -67,7 +68,7 @@ def student_rows(quick: bool, threads: int, loaded: tuple, teacher_name: str, wi
         return {"params": count_params(model), "size_mb": safetensors_mb(model, c),
                 "gflops": count_flops(model, ex) / 1e9}
 
-    rows = {f"teacher: {teacher_name}": {**row(teacher, cfg), **_accuracy(teacher, cfg, alphabet, val)}}
+    rows = {f"teacher: {teacher_name}": {**row(teacher, cfg), **accuracy(teacher, cfg, alphabet, val)}}
     torch.manual_seed(0)
     fresh = student_like(cfg, "darknet-dblstm", alphabet.num_classes, width=width)
     cache: dict = {}  # the teacher's outputs per distillation step, shared by every criterion
@@ -85,7 +86,7 @@ def student_rows(quick: bool, threads: int, loaded: tuple, teacher_name: str, wi
             losses = {"distill_loss_last50": sum(h["losses"][-50:]) / len(h["losses"][-50:]),
                       "ctc_loss_last50": sum(f["losses"][-50:]) / len(f["losses"][-50:])}
         torch.set_num_threads(threads)
-        r = {**row(student, scfg), **_accuracy(student, cfg, alphabet, val),
+        r = {**row(student, scfg), **accuracy(student, cfg, alphabet, val),
              **losses, "seconds": time.perf_counter() - t0}
         rows[f"student: {name}"] = r
         print(f"{name}: CER {r['cer']:.4f} WER {r['wer']:.4f} ({r['seconds']:.0f} s)", flush=True)

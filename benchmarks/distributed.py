@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import itertools
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,8 +32,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests" / "train"))
 
 from common import write_json
 
@@ -178,12 +175,12 @@ def main() -> None:
         print(f"  {key:16} imbalance count {w['imbalance_count']:.3f} -> cost {w['imbalance_cost']:.3f}, "
               f"step x >= {w['step_ratio_min']:.2f}")
 
-    import test_distributed as eq  # the test's 2-process harness (tests/train/test_distributed.py)
+    from inkpack.train.ddp_equivalence import run_equivalence  # the 2-process harness the test runs too
 
     steps = 4 if args.quick else 12
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        res = eq.run_equivalence(tmp, steps=steps)
+        res = run_equivalence(tmp, steps=steps)
     equivalence = {
         "steps": steps,
         "processes": 2,

@@ -38,8 +38,7 @@ def default_model(tmp: Path) -> tuple[str, str]:
     for stem in (ROOT / "models" / "hooker-darknet", ROOT / "runs" / "hooker-darknet" / "best"):
         if stem.with_suffix(".json").exists():
             return str(stem), "trained"
-    sys.path.insert(0, str(ROOT / "tests" / "deploy"))
-    from deploy_helpers import make_line_model  # a tiny untrained model when nothing is trained yet
+    from inkpack.testing import make_line_model  # a tiny untrained model when nothing is trained yet
 
     return str(make_line_model(tmp, "load-tiny")), "tiny untrained (no trained model found)"
 

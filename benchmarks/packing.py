@@ -47,14 +47,13 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "src"))
 
-from common import write_json  # noqa: E402
+from common import write_json
 
-from inkpack.batching import bucket_batches, pad_collate, random_batches  # noqa: E402
-from inkpack.models import build_model  # noqa: E402
-from inkpack.packed_forward import pack_options, packed_forward, prepare  # noqa: E402
-from inkpack.packing import pack  # noqa: E402
+from inkpack.batching import bucket_batches, pad_collate, random_batches
+from inkpack.models import build_model
+from inkpack.packed_forward import pack_options, packed_forward, prepare
+from inkpack.packing import pack
 
 SEED = 20240611
 SCALE = 0.5  # 300 dpi IAM boxes -> 150 dpi model input

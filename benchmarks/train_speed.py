@@ -10,13 +10,12 @@ from the issue for the ratio column, not re-measured here.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 
 import torch
 
-from common import REPO, SHARED, machine, parser, table, write_json
+from common import SHARED, machine, parser, table, write_json
 
 KRAKEN_TRAIN_LINES_PER_S = 6.6
 KRAKEN_MS_PER_LINE = 92.7
@@ -83,5 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO / "src"))
     main()

@@ -1,4 +1,7 @@
-"""Helpers for the deployment tests and benchmarks: tiny models saved the shipped way, line images, ink."""
+"""Helpers for the deployment tests: tiny models saved the shipped way, line images, ink.
+
+The line model and line images live in :mod:`inkpack.testing` (the benchmarks use them too).
+"""
 
 from __future__ import annotations
 
@@ -7,42 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from inkpack.data.alphabet import Alphabet
 from inkpack.model_io import save_model
 from inkpack.models import build_model
+from inkpack.testing import SYMBOLS, TINY_OPTS, line_png, make_line_model
 
-TINY_OPTS = {"height": 32, "feat_dim": 24, "lstm_hidden": 16, "lstm_layers": 2, "dropout": 0.0}
-SYMBOLS = " abcdefghijklmnopqrstuvwxyz."
-
-
-def make_line_model(root: Path, name: str = "tiny", seed: int = 0) -> Path:
-    """An untrained darknet-dblstm with non-trivial BatchNorm statistics, saved as NAME.{json,safetensors}."""
-    torch.manual_seed(seed)
-    alphabet = Alphabet(list(SYMBOLS))
-    model = build_model("darknet-dblstm", alphabet.num_classes, **TINY_OPTS).eval()
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    # a strong blank-vs-letters bias would make every output empty; spread the output layer
-    with torch.no_grad():
-        model.fc.weight.mul_(8.0)
-    cfg = {"arch": "darknet-dblstm", "options": TINY_OPTS, "alphabet": alphabet.to_dict(),
-           "preprocessing": {"height": TINY_OPTS["height"]}}
-    return save_model(model, cfg, root / name)
-
-
-def line_png(text: str = "hello world", height: int = 40, pad: int = 0) -> bytes:
-    font = ImageFont.load_default(size=int(height * 0.6))
-    w = int(font.getlength(text)) + 12 + pad
-    img = Image.new("L", (max(w, 8), height), 230)
-    ImageDraw.Draw(img).text((6, height * 0.15), text, fill=20, font=font)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+__all__ = ["CHAR_SYMBOLS", "SYMBOLS", "TINY_OPTS", "char_model_config", "gray_of", "line_png", "make_ink_model",
+           "make_line_model", "synth_stroke", "train_char_model"]
 
 
 def gray_of(png: bytes) -> np.ndarray:

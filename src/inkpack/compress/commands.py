@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inkpack.compress.measure import _accuracy, _example, load_any, plot_report, report
+from inkpack.compress.measure import (
+    _accuracy,
+    _example,
+    accuracy,
+    example_input,
+    load_any,
+    plot_report,
+    report,
+)
 from inkpack.compress.recipe import (
     RECIPES,
     compress,
@@ -25,9 +33,10 @@ from inkpack.compress.structure import load_compressed
 from inkpack.jsonio import write_json
 
 __all__ = [  # the names this module held before the split, still imported from it
-    "CRITERIA", "RECIPES", "Task", "_accuracy", "_example", "add_parsers", "cmd_compress", "cmd_report",
-    "compress", "drop_weights", "load_any", "load_compressed", "lr_factor", "model_files", "out_stem",
-    "parse_bits", "parse_recipe", "plot_report", "report", "retrain", "share_weights", "store_half",
+    "CRITERIA", "RECIPES", "Task", "_accuracy", "_example", "accuracy", "add_parsers", "cmd_compress",
+    "cmd_report", "compress", "drop_weights", "example_input", "load_any", "load_compressed", "lr_factor",
+    "model_files", "out_stem", "parse_bits", "parse_recipe", "plot_report", "report", "retrain",
+    "share_weights", "store_half",
 ]
 
 # distillation criteria (= inkpack.compress.distill.CRITERIA, kept here so --help needs no torch)

@@ -15,7 +15,7 @@ from inkpack.compress.retrain import Task
 if TYPE_CHECKING:  # torch is imported where it runs: `inkpack compress --help` stays light
     from torch import nn
 
-__all__ = ["load_any", "plot_report", "report"]
+__all__ = ["accuracy", "example_input", "load_any", "plot_report", "report"]
 
 
 def load_any(path: str, int8: bool = True) -> tuple[nn.Module, dict, object]:
@@ -25,7 +25,7 @@ def load_any(path: str, int8: bool = True) -> tuple[nn.Module, dict, object]:
     return load_model(path, int8=int8)
 
 
-def _example(model: nn.Module, cfg: dict, task: Task):
+def example_input(model: nn.Module, cfg: dict, task: Task):
     """One representative input (median-width line / median-length character) for FLOPs and latency."""
     import torch
 
@@ -42,7 +42,8 @@ def _example(model: nn.Module, cfg: dict, task: Task):
     return (f, torch.tensor([f.shape[1]]))
 
 
-def _accuracy(model: nn.Module, cfg: dict, alphabet, task: Task) -> dict:
+def accuracy(model: nn.Module, cfg: dict, alphabet, task: Task) -> dict:
+    """CER/WER over ``task``'s lines (images) or top-1 over its samples (characters)."""
     import torch
 
     if task.kind == "image":
@@ -63,6 +64,10 @@ def _accuracy(model: nn.Module, cfg: dict, alphabet, task: Task) -> dict:
             feats, lengths, targets = collate_chars([task.ds[i] for i in range(s, min(task.n, s + 64))])
             correct += int((model(feats, lengths).argmax(-1) == targets).sum())
     return {"top1": correct / task.n, "samples": task.n}
+
+
+_example = example_input  # the private names of before (benchmarks used them); kept for compatibility
+_accuracy = accuracy
 
 
 def report(paths: list[str], data: str | None, limit: int | None = None, runs: int = 10,
@@ -89,7 +94,7 @@ def report(paths: list[str], data: str | None, limit: int | None = None, runs: i
                "".join(alphabet.symbols) if kind == "char" else "")
         if key not in groups:
             task = Task(cfg, alphabet, data, limit=limit, split="val")
-            groups[key] = (task, _example(fp32, cfg, task), {})
+            groups[key] = (task, example_input(fp32, cfg, task), {})
         task, example, models = groups[key]
         comp = cfg.get("compression", {})
         files = sum(p.stat().st_size for p in model_files(stem, cfg) if p.exists()) / 1e6
@@ -97,7 +102,7 @@ def report(paths: list[str], data: str | None, limit: int | None = None, runs: i
         row = {"params": count_params(fp32), "nonzero_params": count_params(fp32, nonzero=True),
                "size_mb": size_on_disk_mb(model) if comp.get("int8") else files, "files_mb": files,
                "gflops": count_flops(fp32, example) / 1e9}
-        row.update(_accuracy(model, cfg, alphabet, task))
+        row.update(accuracy(model, cfg, alphabet, task))
         row["recipe"] = comp.get("recipe", "-")
         rows[name] = row
         models[name] = model
