@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from common import machine, parser, table, write_json
+from common import machine, parser, table, wait_healthy, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "hooker" / "val.tsv"
@@ -167,20 +167,6 @@ def start_server(port: int, token: str, read_timeout: float, log: Path) -> subpr
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited early: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit("server did not become healthy in time")
-
-
 # ------------------------------------------------------------------ drivers
 def summarize(name: str, results: list[tuple[float, object, bool]], expected: set | None, mem: dict,
               extra: dict | None = None) -> dict:
@@ -281,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = start_server(port, token, read_timeout, log)
         rows: list[dict] = []
         try:
-            wait_healthy(url, proc, log)
+            wait_healthy(url, proc, lambda: log.read_text(errors="replace"), timeout=120.0)
             lines = line_images(32)
             pid = proc.pid
             asyncio.run(run_kinds(url, auth, ["valid_line", "valid_ink"], lines, 40, 4, 120))  # warm-up

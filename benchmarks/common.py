@@ -56,3 +56,21 @@ def write_json(path: str | None, data: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def wait_healthy(url: str, proc, exit_log, timeout: float = 90.0) -> None:
+    """Poll ``url``/health until it answers 200; ``exit_log()`` gives the server's output when
+    the process ``proc`` ends first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early: {exit_log()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit("server did not become healthy in time")

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from common import write_json
+from common import wait_healthy, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "hooker" / "val.tsv"
@@ -64,20 +64,6 @@ def start_server(model: str, port: int, max_batch: int, max_wait_ms: float) -> s
            "--port", str(port), "--threads", "1", "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited early: {proc.stderr.read().decode(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit("server did not become healthy in time")
 
 
 async def drive(url: str, images: list[bytes], total: int, concurrency: int, time_limit: float) -> dict:
@@ -151,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}"
         proc = start_server(model, port, a.max_batch, a.max_wait_ms)
         try:
-            wait_healthy(url, proc)
+            wait_healthy(url, proc, lambda: proc.stderr.read().decode(errors="replace"))
             res = asyncio.run(drive(url, line_images(64), total, a.concurrency, a.time_limit))
         finally:
             proc.send_signal(signal.SIGTERM)
