@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 import torch
 
+from inkpack.data.formats.pagexml import crop_polygon
 from inkpack.data.images import load_gray
-from inkpack.errors import InputError
+from inkpack.errors import BadSampleError, InputError
 from inkpack.segment.data import prepare
 from inkpack.segment.model import SegNet, fold_batchnorm, load_segmenter
 from inkpack.segment.postprocess import Line, Params, maps_to_lines
@@ -80,20 +81,13 @@ def segment_page(image, model: Segmenter | str | os.PathLike | None = None) -> l
 
 
 def crop_line(gray: np.ndarray, polygon: np.ndarray) -> np.ndarray | None:
-    """Bounding-box crop, pixels outside the polygon set to the median gray inside it."""
-    h, w = gray.shape
-    x0, y0 = np.floor(polygon.min(0)).astype(int)
-    x1, y1 = np.ceil(polygon.max(0)).astype(int)
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1 + 1), min(h, y1 + 1)
-    if x1 - x0 < 2 or y1 - y0 < 2:
+    """Bounding-box crop, pixels outside the polygon set to the median gray inside it (as the
+    line data was made: :func:`inkpack.data.formats.pagexml.crop_polygon`); None when the
+    polygon is empty or outside the page."""
+    try:
+        return crop_polygon(gray, polygon)
+    except BadSampleError:
         return None
-    crop = gray[y0:y1, x0:x1].copy()
-    mask = np.zeros(crop.shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(polygon - [x0, y0]).astype(np.int32)], 1)
-    inside = crop[mask == 1]
-    if inside.size:
-        crop[mask == 0] = np.uint8(np.median(inside))
-    return crop
 
 
 def recognize_lines(gray: np.ndarray, polygons: list[np.ndarray], recognizer) -> tuple[list[str], list[float]]:
