@@ -48,6 +48,21 @@ def _one_thread():
     yield
 
 
+def randomize_batchnorm(model, seed: int) -> None:
+    """BatchNorm statistics and affine terms far from (0, 1), so that in eval mode BN(0) != 0:
+    padding that leaks through a BatchNorm shows in the outputs."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            c = mod.num_features
+            mod.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
+            mod.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            mod.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
+            mod.bias.data.copy_(torch.rand(c, generator=g) - 0.5)
+
+
 def shared_path(*parts: str) -> Path:
     p = SHARED.joinpath(*parts)
     if not p.exists():

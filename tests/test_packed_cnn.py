@@ -17,7 +17,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_packed_equals_alone, make_tsv
+from conftest import assert_packed_equals_alone, make_tsv, randomize_batchnorm
 
 from inkpack.batching import pad_collate
 from inkpack.errors import InkpackError
@@ -44,14 +44,7 @@ def _model(arch: str, norm: str, dtype=torch.float64) -> CNNDBLSTM:
     m = _tiny_vgg(norm) if arch == "vgg" else build_model("darknet-dblstm", K, height=H, norm=norm, **HEAD)
     m = m.to(dtype)
     if norm == "batch":  # eval mode with statistics far from (0, 1): BN(0) != 0
-        g = torch.Generator().manual_seed(1)
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                c = mod.num_features
-                mod.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
-                mod.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                mod.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
-                mod.bias.data.copy_(torch.rand(c, generator=g) - 0.5)
+        randomize_batchnorm(m, 1)
         m.eval()
     else:
         m.train()

@@ -16,7 +16,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import make_tsv
+from conftest import make_tsv, randomize_batchnorm
 
 from inkpack.compress.tucker import tucker_decompose
 from inkpack.data.alphabet import Alphabet
@@ -41,14 +41,7 @@ def _model(arch: str, dtype=torch.float64, seed: int = 0) -> CNNDBLSTM:
         m = CNNDBLSTM(K, cfg, height=H, **HEAD)
     else:
         m = build_model("darknet-dblstm", K, height=H, **HEAD)
-    g = torch.Generator().manual_seed(seed + 1)
-    for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            c = mod.num_features
-            mod.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
-            mod.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-            mod.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
-            mod.bias.data.copy_(torch.rand(c, generator=g) - 0.5)
+    randomize_batchnorm(m, seed + 1)
     return m.to(dtype).eval()
 
 
