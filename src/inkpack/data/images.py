@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from inkpack.errors import BadSampleError, ConfigError, InputTooLargeError
+from inkpack.errors import BadSampleError, InputTooLargeError
+from inkpack.limits import env_limit
 
 DEFAULT_MAX_PIXELS = 40_000_000
 # The widest line a line model is given, in pixels *after* scaling to the model's height
@@ -71,16 +72,7 @@ def _open(path_or_bytes: str | os.PathLike | bytes, name: str) -> Image.Image:
 
 def max_line_width() -> int:
     """The default limit on a line's width after scaling: ``INKPACK_MAX_LINE_WIDTH`` or 16,000 px."""
-    raw = os.environ.get(MAX_LINE_WIDTH_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_LINE_WIDTH
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{MAX_LINE_WIDTH_ENV}={raw!r}: must be a positive whole number of pixels")
-    return value
+    return env_limit(MAX_LINE_WIDTH_ENV, DEFAULT_MAX_LINE_WIDTH, "pixels")
 
 
 def scaled_width(w: int, h: int, height: int) -> int:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inkpack.errors import BadSampleError, ConfigError, InkpackError, InputTooLargeError
+from inkpack.errors import BadSampleError, InkpackError, InputTooLargeError
 
 MAX_COORD = 1e6
 NOMINAL_DT_MS = 10.0
@@ -40,18 +40,9 @@ MAX_POINTS_ENV = "INKPACK_MAX_INK_POINTS"
 
 def max_ink_points() -> int:
     """The default points limit: ``INKPACK_MAX_INK_POINTS`` or ``DEFAULT_MAX_POINTS``."""
-    import os
+    from inkpack.limits import env_limit
 
-    raw = os.environ.get(MAX_POINTS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_POINTS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{MAX_POINTS_ENV}={raw!r}: must be a positive whole number of points")
-    return value
+    return env_limit(MAX_POINTS_ENV, DEFAULT_MAX_POINTS, "points")
 
 
 def check_num_points(n: int, where: str = "ink", limit: int | None = None) -> None:
