@@ -24,7 +24,7 @@ from inkpack.compress.retrain import Task, drop_weights, retrain, share_weights
 from inkpack.compress.kmeans import load_into
 from inkpack.compress.lowrank import lowrank_layers
 from inkpack.compress.report import count_flops, measure_latencies
-from inkpack.model_io import load_model
+from inkpack.models.io import load_model
 
 BITS = 4
 ADW_70 = {"fc2.weight": 0.75, "fc1.weight": 0.7, "lstm2.weight_*": 0.7, "lstm1.weight_*": 0.5}

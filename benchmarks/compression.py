@@ -36,8 +36,8 @@ from inkpack.compress.report import (
 )
 from inkpack.compress.tucker import tucker_decompose
 from inkpack.errors import InkpackError
-from inkpack.model_io import load_model, save_model
 from inkpack.models import build_model
+from inkpack.models.io import load_model, save_model
 
 TEACHER = "hooker-vgg"
 NO_TEACHER = (f"models/{TEACHER} not found: the teacher is built with random weights for size/FLOPs/latency only")

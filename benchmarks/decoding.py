@@ -55,10 +55,10 @@ def dump_model_logits(model: str, tsv: Path, limit: int | None) -> str:
     import torch
 
     from inkpack.data.lines import load_lineset
-    from inkpack.recognizer import LineRecognizer
+    from inkpack.infer.recognizer import open_recognizer
 
     torch.set_num_threads(1)
-    rec = LineRecognizer.load(model)
+    rec = open_recognizer(model, threads=None)
     lines = load_lineset(str(tsv), rec.height, progress=False, limit=limit)
     outputs = []
     for im in lines.images:
@@ -75,8 +75,8 @@ def ink_model_outputs(model: str, npz: Path, limit: int | None) -> tuple[list[np
 
     from inkpack.data.formats.iamondb import read_iamondb_npz
     from inkpack.data.ink_preprocess import preprocess
-    from inkpack.deploy.ink import preprocess_config
-    from inkpack.model_io import load_model
+    from inkpack.infer.ink_preprocess import preprocess_config
+    from inkpack.models.io import load_model
 
     torch.set_num_threads(1)
     net, cfg, alphabet = load_model(model)

@@ -41,7 +41,7 @@ from inkpack.compress.distill import (
     student_like,
 )
 from inkpack.compress.report import count_flops, count_params, measure_latencies
-from inkpack.model_io import load_model
+from inkpack.models.io import load_model
 
 WIDTH = 1.0
 TEACHER = "hooker-vgg"

@@ -60,20 +60,20 @@ def main() -> int:
     import torch
 
     from inkpack.metrics import ErrorCounts
-    from inkpack.recognizer import LineRecognizer
+    from inkpack.infer.recognizer import open_recognizer
 
     torch.set_num_threads(1)
-    rec = LineRecognizer.load(a.model)
+    rec = open_recognizer(a.model, threads=None)
     data = SHARED / "data" / "hooker"
     grays, truths = read(data / "train.tsv", 400 if a.quick else None)
-    hyps = rec.recognize(grays)
+    hyps = rec.recognize_prepared([rec.prepare(g) for g in grays])
     pairs = collections.Counter(p for t, h in zip(truths, hyps) for p in word_pairs(t, h)
                                 if is_abbreviation(p[1].strip(".,;:"), p[0].strip(".,;:")))
     expansions = {t: h for (t, h), n in pairs.most_common() if n >= a.min_count}
     listed = {t.strip(".,;:") for t in expansions}
 
     vgrays, vtruths = read(data / "val.tsv", 120 if a.quick else None)
-    vhyps = rec.recognize(vgrays)
+    vhyps = rec.recognize_prepared([rec.prepare(g) for g in vgrays])
     every, clean, noisy = ErrorCounts(), ErrorCounts(), ErrorCounts()
     abbrev_errors = 0
     for t, h in zip(vtruths, vhyps):

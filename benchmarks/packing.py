@@ -52,7 +52,7 @@ from common import write_json
 
 from inkpack.batching import bucket_batches, pad_collate, random_batches
 from inkpack.models import build_model
-from inkpack.packed_forward import pack_options, packed_forward, prepare
+from inkpack.packing import pack_options, packed_forward, prepare
 from inkpack.packing import pack
 
 SEED = 20240611
@@ -143,7 +143,7 @@ def one_step(model, sizes, idx, kind, max_hw, gen) -> dict:
         pack_t = time.process_time() - t0
         st: dict = {}
         if kind == "pack_pseq":
-            from inkpack import packed_cnn
+            from inkpack.packing import cnn as packed_cnn
 
             cpu, wall = ctc_step(model, batch, lambda m, b: packed_cnn.packed_forward(m, b, st, padded_lstm=False))
         else:

@@ -79,7 +79,7 @@ def lines_per_s(cfg, steps: int = 8) -> float:
 
 
 def ms_per_line(model, val_set, lines: int = 40) -> float:
-    from inkpack.recognizer import u8_to_tensor
+    from inkpack.infer.preprocess import u8_to_tensor
 
     torch.set_num_threads(1)
     model.eval()

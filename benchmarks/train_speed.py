@@ -45,19 +45,19 @@ def train_throughput(lines: int, steps: int, threads: int) -> dict:
 def latency(n_lines: int) -> dict:
     from inkpack.data.formats.tsv import read_tsv
     from inkpack.data.images import load_gray
-    from inkpack.model_io import resolve
-    from inkpack.recognizer import LineRecognizer
+    from inkpack.models.io import resolve
+    from inkpack.infer.recognizer import open_recognizer
 
     torch.set_num_threads(1)
-    rec = LineRecognizer.load(None)
+    rec = open_recognizer(None, threads=None)
     recs, _ = read_tsv(str(SHARED / "data/hooker/val.tsv"))
     grays = [load_gray(r.path) for r in recs[:n_lines]]
     for g in grays[:5]:
-        rec.recognize([g], batch_size=1)
+        rec.recognize_prepared([rec.prepare(g)], 1)
     times = []
     for g in grays:
         t0 = time.perf_counter()
-        rec.recognize([g], batch_size=1)
+        rec.recognize_prepared([rec.prepare(g)], 1)
         times.append(time.perf_counter() - t0)
     times.sort()
     params = sum(p.numel() for p in rec.model.parameters())

@@ -112,7 +112,7 @@ def test_testing_helpers_make_a_loadable_model_and_a_png(tmp_path: Path) -> None
 
     from PIL import Image
 
-    from inkpack.model_io import load_model
+    from inkpack.models.io import load_model
     from inkpack.testing import SYMBOLS, line_png, make_line_model
 
     stem = make_line_model(tmp_path, "m")

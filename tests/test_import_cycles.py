@@ -189,8 +189,8 @@ def test_real_graph_has_known_edges():
     """Guards against a parser that misses the package's own imports (an empty graph is acyclic)."""
     graph = import_graph()
     assert len(graph) > 50
-    assert "inkpack.compress.structure" in graph["inkpack.model_io"]  # import inside load_model
-    assert "inkpack.packed_cnn" in graph["inkpack.packed_forward"]  # from inkpack import packed_cnn
+    assert "inkpack.compress.structure" in graph["inkpack.models.io"]  # import inside load_compressed
+    assert "inkpack.packing.layout" in graph["inkpack.packing.cnn"]  # from inkpack.packing.layout import
 
 
 def test_no_import_cycles():

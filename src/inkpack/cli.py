@@ -21,6 +21,8 @@ from inkpack.cli_types import HelpFormatter, Parser  # noqa: F401 (HelpFormatter
 from inkpack.errors import ConfigError, InkpackError
 from inkpack.jsonio import check_output_dir, check_output_file, dumps
 
+TASKS = ("lines", "char", "line", "segment")  # `inkpack train --task`; a config's `task` key chooses too
+
 REPO = Path(__file__).resolve().parents[2]
 INK_DATA = (".pot", ".npz")  # evaluated by the ink side (characters / online lines)
 # commands whose modules are imported only when asked for (torch, or another helper's module)
@@ -77,7 +79,31 @@ def train_config(a: argparse.Namespace):
     return cfg
 
 
+def config_task(path: str | None) -> str | None:
+    """The ``task`` key of a training YAML (None when absent or unreadable: the trainer that
+    reads the file reports what is wrong with it)."""
+    if not path:
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    task = data.get("task") if isinstance(data, dict) else None
+    return task if isinstance(task, str) else None
+
+
+def train_task(task: str | None, config: str | None) -> str:
+    """``--task`` if given, else the config's ``task`` key, else ``lines``."""
+    chosen = task or config_task(config) or "lines"
+    if chosen not in TASKS:
+        raise ConfigError(f"{config}: task must be one of {', '.join(TASKS)}, not {chosen!r}")
+    return chosen
+
+
 def cmd_train(a: argparse.Namespace) -> int:
+    a.task = train_task(a.task, a.config)
     if a.task in ("char", "line"):  # online handwriting: characters or ink lines
         from inkpack.ink_commands import train_ink
 
@@ -120,8 +146,11 @@ def _train_parser(sub) -> None:
     from inkpack.train.config import TrainConfig as C
 
     t = sub.add_parser("train", help="train a line recognizer with CTC")
-    t.add_argument("train", nargs="?", help="training data: TSV manifest, PAGE-XML file/folder or IAM lines.txt")
-    t.add_argument("--val", help="validation data (same formats; default: none, no early stopping)")
+    t.add_argument("train", nargs="?", help="training data: TSV manifest, PAGE-XML file/folder or IAM lines.txt; "
+                                            "--task line: .npz ink lines; --task char: CASIA .pot characters (a file "
+                                            "or a folder; default: synthetic characters from the stroke medians)")
+    t.add_argument("--val", help="validation data (same formats; default: none, no early stopping; --task char: "
+                                 "the synthetic validation set, or every tenth sample of .pot training data)")
     t.add_argument("--config", help="YAML config; its paths are relative to it; flags override it")
     t.add_argument("--out", help=f"run folder: checkpoints, logs, best model (default: {C.out})")
     t.add_argument("--arch", help=f"architecture, see `inkpack models` (default: {C.arch})")
@@ -140,7 +169,9 @@ def _train_parser(sub) -> None:
                    help="DataLoader processes that build batches ahead: augment, pad, pack (default: 0)")
     t.add_argument("--limit", type=T.positive_int, help="use only the first N training lines (default: all)")
     t.add_argument("--init-from", metavar="MODEL",
-                   help="warm start a fresh run from a trained model's same-named, same-shaped tensors (default: none)")
+                   help="warm start a fresh run from a trained model's same-named, same-shaped tensors; --task "
+                        "char|line also take its architecture, options and preprocessing, and validate it once "
+                        "before the first step (default: none)")
     t.add_argument("--resize", dest="init_resize", choices=["union", "new", "fail"],
                    help="with --init-from, for characters of the data the model lacks: union keeps the model's "
                         "characters and adds the new ones, new keeps only the data's characters, fail refuses "
@@ -153,9 +184,10 @@ def _train_parser(sub) -> None:
     t.add_argument("--ema", type=T.unit_interval, metavar="DECAY",
                    help="exponential moving average of the weights, e.g. 0.999; 0 = off (default: 0)")
     t.add_argument("--no-augment", action="store_true", help="switch training augmentation off (default: on)")
-    t.add_argument("--task", choices=["lines", "char", "line", "segment"], default="lines",
-                   help="lines: offline line images; char: lstm-char on synthetic hanzi; "
-                        "line: online-blstm on IAM-OnDB-style .npz ink lines; segment: page line segmenter")
+    t.add_argument("--task", choices=TASKS, default=None,
+                   help="lines: offline line images; char: lstm-char on synthetic hanzi or .pot characters; "
+                        "line: online-blstm on IAM-OnDB-style .npz ink lines; segment: page line segmenter "
+                        "(default: the config's task key, else lines)")
     t.add_argument("--num-chars", type=T.positive_int, help="char task: use only the first N classes (default: all)")
     t.add_argument("--per-class", type=T.positive_int, help="char task: synthetic samples per class and epoch")
     t.add_argument("--nproc", type=T.positive_int, metavar="N",
@@ -190,6 +222,10 @@ def _run_parsers(sub) -> None:
     e.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda[:N]; auto = CUDA when available")
     e.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on stderr (auto: when stderr is a terminal)")
+    e.add_argument("--perturb-order", type=T.perturb_rates, metavar="RATES", default=None,
+                   help="ink data: perturb each sample's stroke order/direction first, e.g. "
+                        "swap=0.05,reverse=0.03,join=0.1[,permute]")
+    e.add_argument("--perturb-seed", type=T.nonneg_int, default=0, help="seed of --perturb-order")
     e.set_defaults(fn=cmd_evaluate)
 
     r = sub.add_parser("recognize", help="print one transcription per image or ink sample")
@@ -214,6 +250,8 @@ def _run_parsers(sub) -> None:
     r.add_argument("--format", choices=["page", "alto", "text", "json"], default=None,
                    help="with --page: PAGE-XML 2019 (default), ALTO 4, plain text, JSON")
     r.add_argument("--seg-model", help="with --page: segmentation model (default: the bundled models/hooker-segment)")
+    r.add_argument("--check-180", action="store_true",
+                   help="with --page: also look for upside-down pages (a second segmentation pass)")
     r.set_defaults(fn=cmd_recognize)
 
     ep = sub.add_parser("evaluate-pages", help="page scans + ground-truth PAGE-XML: baseline P/R/F1 (cBAD), "
@@ -310,10 +348,21 @@ def _check_outputs(a: argparse.Namespace) -> None:
         check_output_file(out, "--out")
 
 
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for i, t in enumerate(argv):
+        if t.startswith(flag + "="):
+            return t.split("=", 1)[1]
+        if t == flag and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
 def _segment(argv: list[str]) -> int | None:
-    """``train --task segment ...`` is the segmenter's own command line (inkpack.train.segment)."""
-    if not argv or argv[0] != "train" or not ("--task=segment" in argv or any(
-            argv[i] == "--task" and argv[i + 1] == "segment" for i in range(len(argv) - 1))):
+    """``train --task segment ...`` (or ``train --config X`` whose YAML says ``task: segment``) is
+    the segmenter's own command line (inkpack.train.segment)."""
+    if not argv or argv[0] != "train":
+        return None
+    if (_flag_value(argv, "--task") or config_task(_flag_value(argv, "--config"))) != "segment":
         return None
     rest = [t for i, t in enumerate(argv[1:], 1)
             if t != "--task=segment" and not (t == "--task" or (argv[i - 1] == "--task" and t == "segment"))]

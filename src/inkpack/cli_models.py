@@ -33,9 +33,9 @@ def _measure(cfg: dict) -> str:
 
 def shipped_models(folder: Path) -> list[dict]:
     """One row per ``NAME.json`` in ``folder``: name, task, arch, MB (all of NAME's files), measure."""
-    from inkpack.api import _input_kind
     from inkpack.errors import InkpackError
-    from inkpack.model_io import read_config
+    from inkpack.models.io import input_kind as _input_kind
+    from inkpack.models.io import read_config
 
     rows = []
     for js in sorted(folder.glob("*.json")):
@@ -84,7 +84,7 @@ def architectures() -> list[dict]:
 
 
 def list_models(a: argparse.Namespace) -> int:
-    from inkpack.model_io import models_dir
+    from inkpack.models.io import models_dir
 
     folder = models_dir()
     ships = shipped_models(folder)

@@ -1,11 +1,12 @@
 """``inkpack evaluate``, ``recognize`` and ``demo``: the commands that run a recognizer.
 
-One preprocessing for all of them: every line image goes through the recognizer's own
-``prepare`` (``LineRecognizer.prepare``, shared by the Python API and the service), whatever
-command reads it. ``--model`` takes a name, a path or an ``.onnx`` file everywhere, as
-``inkpack.load`` does. Files are dispatched by content (``inkpack.api.file_kind``): images to the
-line model, ink lines (InkML, IAM-OnDB ``.xml`` strokes) to the online line model, CASIA ``.pot``
-characters to the character model, unless ``--model`` says otherwise.
+One inference layer for all of them: every line image goes through
+:class:`inkpack.infer.recognizer.Recognizer` (its ``prepare``, backend and decoding, shared with
+the Python API, the service and ``report``), whatever command reads it. ``--model`` takes a
+name, a path or an ``.onnx`` file everywhere, as ``inkpack.load`` does; what it reads is
+``models.io.input_kind``. Files are dispatched by content (``inkpack.infer.inputs.file_kind``):
+images to the line model, ink lines (InkML, IAM-OnDB ``.xml`` strokes) to the online line model,
+CASIA ``.pot`` characters to the character model, unless ``--model`` says otherwise.
 
 Nothing here imports torch at module level (``inkpack --help`` imports this module).
 """
@@ -46,7 +47,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if not os.path.exists(a.data):
         raise InputError(f"{a.data}: file not found")
     if not os.path.isdir(a.data):
-        from inkpack.api import file_kind
+        from inkpack.infer.inputs import file_kind
 
         if Path(a.data).suffix.lower() in INK_DATA or file_kind(a.data) == "npz":
             if a.output:
@@ -55,8 +56,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 raise ConfigError(f"--images: page images belong to PAGE-XML data; {a.data} is ink data")
             from inkpack.ink_commands import evaluate_ink
 
-            evaluate_ink(a.data, a.model, a.json, threads=a.threads, batch_size=a.batch_size, decoder=_decoder(a))
+            evaluate_ink(a.data, a.model, a.json, threads=a.threads, batch_size=a.batch_size, decoder=_decoder(a),
+                         perturb=getattr(a, "perturb_order", None), seed=getattr(a, "perturb_seed", 0))
             return 0
+    if getattr(a, "perturb_order", None):
+        raise ConfigError(f"--perturb-order: stroke-order perturbations apply to ink data; {a.data} is line images")
     res = evaluate_lines(a)
     print(f"CER {100 * res['cer']:.2f}%  WER {100 * res['wer']:.2f}%  lines {res['lines']}  "
           f"{res['lines_per_s']:.1f} lines/s  {res['ms_per_line']:.2f} ms/line")
@@ -69,12 +73,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 def evaluate_lines(a: argparse.Namespace) -> dict:
     """CER/WER of line images; lines decoded ``CHUNK`` at a time; model time is what ms/line counts."""
-    from inkpack.api import line_backend
     from inkpack.data.images import load_gray
     from inkpack.data.lines import read_records
+    from inkpack.infer.recognizer import open_recognizer
     from inkpack.metrics import ErrorCounts
 
-    rec = line_backend(a.model, _decoder(a), a.threads, a.device)
+    rec = open_recognizer(a.model, threads=a.threads, device=a.device, decoder=_decoder(a))
     records, errors = read_records(a.data, images_dir=getattr(a, "images_dir", None))
     skipped = list(errors)
     for msg in errors:
@@ -116,7 +120,7 @@ def evaluate_lines(a: argparse.Namespace) -> dict:
     return {"cer": counts.cer, "wer": counts.wer, "lines": n, "skipped": len(skipped),
             "lines_per_s": n / model_s, "ms_per_line": 1000 * model_s / n, "threads": a.threads,
             "batch_size": a.batch_size, "decoder": getattr(a, "decoder", None) or ("beam+lm" if a.lm else "greedy"),
-            "backend": getattr(rec, "backend", "torch")}
+            "backend": rec.backend}
 
 
 # ------------------------------------------------------------------ recognize
@@ -124,14 +128,9 @@ def _model_kind(model: str | None) -> str:
     """``image``, ``ink`` or ``char``: what ``--model`` reads (None: no model given)."""
     if model is None:
         return "none"
-    if str(model).lower().endswith(".onnx"):
-        from inkpack.deploy.runtime import read_sidecar
+    from inkpack.models.io import input_kind
 
-        return str(read_sidecar(model)["onnx"].get("input_kind", "image"))
-    from inkpack.api import _input_kind
-    from inkpack.model_io import read_config, resolve
-
-    return _input_kind(read_config(resolve(str(model))))
+    return input_kind(model)
 
 
 class _Out:
@@ -163,8 +162,8 @@ class _Out:
         sys.stdout.flush()
 
 
-def _input_kind(path: str) -> str:
-    from inkpack.api import file_kind
+def _file_kind(path: str) -> str:
+    from inkpack.infer.inputs import file_kind
 
     if os.path.isdir(path):
         return "pagexml"  # a folder of PAGE-XML files
@@ -177,7 +176,7 @@ def cmd_recognize(a: argparse.Namespace) -> int:
     for flag in ("format", "seg_model"):
         if getattr(a, flag, None) is not None:
             raise ConfigError(f"--{flag.replace('_', '-')}: only with --page (page scans)")
-    kinds = [_input_kind(p) for p in a.images]
+    kinds = [_file_kind(p) for p in a.images]
     if getattr(a, "out", None) and "pagexml" not in kinds:
         raise ConfigError("--out: the filled PAGE-XML is written for PAGE-XML inputs; none given")
     kind_of_model = _model_kind(a.model)
@@ -213,7 +212,8 @@ def _page_scans(a: argparse.Namespace) -> int:
     if kind_of_model not in ("none", "image"):
         raise ConfigError(f"--model {a.model} is an {kind_of_model!r} model; --page needs a line image model")
     decoder = _decoder(a)
-    return run_pages(a.images, a.out, a.format or "page", a.seg_model, lambda: _image_rec(a, decoder, {}), a.threads)
+    return run_pages(a.images, a.out, a.format or "page", a.seg_model, lambda: _image_rec(a, decoder, {}), a.threads,
+                     check_180=getattr(a, "check_180", False))
 
 
 # ------------------------------------------------------------------ evaluate-pages
@@ -247,17 +247,17 @@ def cmd_evaluate_pages(a: argparse.Namespace) -> int:
 
 def _image_rec(a, decoder, state: dict):
     if "image" not in state:
-        from inkpack.api import ImageRecognizer, line_backend
+        from inkpack.infer.recognizer import open_recognizer
 
         name = Path(str(a.model)).stem if a.model else "default"
-        state["image"] = ImageRecognizer(line_backend(a.model, None, a.threads, a.device), name,
-                                         batch_size=a.batch_size, decoder=decoder)
+        state["image"] = open_recognizer(a.model, threads=a.threads, device=a.device, decoder=decoder, name=name,
+                                         batch_size=a.batch_size)
     return state["image"]
 
 
 def _pages(path: str, a, kind_of_model: str, decoder, state: dict, out: _Out) -> None:
     """A PAGE-XML file or folder: every TextLine recognized; with ``--out`` the filled XML written."""
-    from inkpack.api import Recognition
+    from inkpack.decode.recognition import Recognition
     from inkpack.deploy.page import crops_recognizer, recognize_pagexml
 
     if kind_of_model not in ("none", "image"):
@@ -306,12 +306,7 @@ def _images(paths: list[str], a, kind_of_model: str, decoder, state: dict, out: 
             prepared[i] = rec.prepare_input(p)
         except InkpackError as e:  # unreadable, too large, not an image
             failed[i] = e
-    order = sorted(prepared, key=lambda i: prepared[i].tensor.shape[-1])
-    results: dict[int, object] = {}
-    for s in range(0, len(order), a.batch_size):
-        idx = order[s : s + a.batch_size]
-        for i, r in zip(idx, rec.run_prepared([prepared[i] for i in idx])):
-            results[i] = r
+    results = dict(zip(prepared, rec.run_batched(list(prepared.values()), a.batch_size)))
     for i, name in enumerate(todo):  # in input order
         if i in failed:
             out.error(name, failed[i])
@@ -343,12 +338,12 @@ def _ink(path: str, kind: str, a, kind_of_model: str, decoder, state: dict, out:
 # ------------------------------------------------------------------ demo
 def cmd_demo(a: argparse.Namespace) -> int:
     """Recognize the bundled sample lines with the bundled model."""
-    from inkpack.api import line_backend
     from inkpack.data.images import load_gray
     from inkpack.data.lines import read_records
+    from inkpack.infer.recognizer import open_recognizer
     from inkpack.metrics import ErrorCounts
 
-    rec = line_backend(a.model, None, 1, "cpu")
+    rec = open_recognizer(a.model, threads=1, device="cpu")
     records, errors = read_records(str(REPO / "samples" / "hooker" / "samples.tsv"))
     if errors or not records:
         raise InputError(f"bundled samples unreadable: {errors[:1] or 'no lines'}")

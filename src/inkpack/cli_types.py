@@ -119,3 +119,22 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def perturb_rates(text: str) -> dict:
+    """``swap=0.05,reverse=0.03,join=0.1[,permute]`` -> a mapping of stroke-order perturbation
+    rates (checked again, with the field named, by ``PerturbConfig.from_dict``)."""
+    out: dict = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part == "permute":
+            out["permute"] = True
+            continue
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"expected NAME=RATE or permute, got {part!r}")
+        out[key.strip()] = unit_interval(value)
+    if not out:
+        raise argparse.ArgumentTypeError("give at least one of swap=, reverse=, join=, permute")
+    return out

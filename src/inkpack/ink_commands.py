@@ -4,15 +4,16 @@
 * ``evaluate_ink(path, model, json_out)``: a CASIA ``.pot`` file is scored by character
   accuracy against each sample's tag code (top-1 and top-5; samples whose label the model
   does not know count as errors); an IAM-OnDB-style ``.npz`` by greedy CER/WER, with the
-  keys of the image ``evaluate``. Timing is preprocessing + forward, batch ``batch_size``,
-  ``threads`` torch threads.
+  keys of the image ``evaluate``. Timing is preprocessing + forward + decoding, batch
+  ``batch_size``, ``threads`` threads; the model is a PyTorch model or an ``.onnx`` export.
+* Both run through the one recognizer (:func:`inkpack.infer.recognizer.open_recognizer`).
 * ``recognize_ink(paths, model)``: ``.pot`` / ``.inkml`` / IAM-OnDB ``.xml`` files, one output
   line per sample: the top-5 candidates of a character model, or the text of a line model.
   ``ink_results(path, ...)`` yields ``(sample, Recognition)`` for the CLI's ``recognize``.
 
 Defaults (``default_model``): ``models/hanzi-lstm-char`` for CASIA ``.pot`` characters,
 ``models/iamondb-online-blstm`` for ink lines (``.inkml``, IAM-OnDB ``.xml`` strokes, ``.npz``).
-Files are read by content (``inkpack.api.file_kind``), not only by extension. Unreadable samples
+Files are read by content (``inkpack.infer.inputs.file_kind``), not only by extension. Unreadable samples
 are skipped, reported on stderr and counted.
 """
 
@@ -34,7 +35,7 @@ TRAIN_FLAGS = {  # argparse attribute -> InkTrainConfig field
     "out": "out", "arch": "arch", "batch_size": "batch_size", "lr": "lr", "epochs": "epochs",
     "seed": "seed", "threads": "threads", "time_limit": "time_limit", "max_steps": "max_steps",
     "limit": "limit", "val": "val", "train": "train", "num_chars": "num_chars",
-    "per_class": "per_class",
+    "per_class": "per_class", "init_from": "init_from", "init_resize": "init_resize",
 }
 
 
@@ -42,8 +43,14 @@ def train_ink(args: argparse.Namespace) -> int:
     """``inkpack train --task char|line``: flags override the YAML config."""
     from inkpack.train.ink_train import InkTrainConfig, fit_ink
 
+    from inkpack.errors import ConfigError
+
     over = {field: getattr(args, attr, None) for attr, field in TRAIN_FLAGS.items()}
     over["task"] = getattr(args, "task", None)
+    if over["init_resize"] and not over["init_from"] and not getattr(args, "config", None):
+        raise ConfigError("--resize: needs --init-from (the model whose alphabet it resizes)")
+    if over["train"] and over["task"] == "char" and (over["num_chars"] or over["per_class"]):
+        raise ConfigError("--num-chars / --per-class: synthetic training options, not for .pot training data")
     if getattr(args, "no_augment", False):
         over["augment"] = False
     if getattr(args, "config", None):
@@ -61,49 +68,32 @@ def default_model(file_kind: str) -> str:
     return DEFAULT_CHAR_MODEL if file_kind == "pot" else DEFAULT_LINE_MODEL
 
 
-def _load(model: str | None, default: str, kind: str):
-    from inkpack.deploy.ink import preprocess_config
-    from inkpack.model_io import load_model
+def _open(model: str | None, default: str, kind: str, threads: int = 1, decoder=None):
+    """The recognizer of ``model`` (PyTorch or ``.onnx``; None: ``default``), which must read ``kind``."""
+    from inkpack.infer.recognizer import open_recognizer
+    from inkpack.models.io import input_kind
 
-    if model is not None and str(model).lower().endswith(".onnx"):
-        raise ModelFileError(f"{model}: evaluate on ink data runs the PyTorch model (NAME.json + weights); "
-                             "ONNX ink models run in `inkpack recognize`, `serve` and inkpack.load()")
-    net, cfg, alphabet = load_model(model or default)
-    got = cfg.get("input_kind")
-    if got is None:
-        from inkpack.models import REGISTRY
-
-        got = REGISTRY[cfg["arch"]].input_kind if cfg["arch"] in REGISTRY else None
+    name = str(model or default)
+    got = input_kind(name)
     if got != kind:
         what = "character (.pot)" if kind == "char" else "line (.npz)"
-        raise InkpackError(f"{model or default}: a {got!r} model cannot read {what} data; "
-                           f"give --model with a {kind!r} model")
-    return net, cfg, alphabet, preprocess_config(cfg)
+        raise InkpackError(f"{name}: a {got!r} model cannot read {what} data; give --model with a {kind!r} model")
+    return open_recognizer(name, threads=threads, decoder=decoder)
 
 
-def _features(inks, pcfg):
-    """Eval features per ink; an ink left with no points is reported and dropped."""
-    from inkpack.data.ink_preprocess import preprocess
+def _prepared(rec, inks):
+    """The recognizer's input per ink; an ink left with no points is reported and dropped."""
+    from inkpack.errors import BadSampleError
 
-    feats, kept = [], []
+    prepared, kept = [], []
     for ink in inks:
-        f = preprocess(ink, pcfg, None)
-        if len(f) == 0:
+        try:
+            prepared.append(rec.prepare_input(ink))
+        except BadSampleError:
             print(f"skipped: {ink.name()}: no points after preprocessing", file=sys.stderr)
             continue
-        feats.append(torch.from_numpy(np.ascontiguousarray(f)))
         kept.append(ink)
-    return feats, kept
-
-
-def _batches(net, items: list, batch_size: int):
-    from torch.nn.utils.rnn import pad_sequence
-
-    with torch.inference_mode():
-        for s in range(0, len(items), batch_size):
-            part = items[s : s + batch_size]
-            lengths = torch.tensor([len(f) for f in part], dtype=torch.long)
-            yield s, net(pad_sequence(part, batch_first=True), lengths)
+    return prepared, kept
 
 
 def _read_iamondb_xml(path: Path, strict: bool = False):
@@ -113,11 +103,11 @@ def _read_iamondb_xml(path: Path, strict: bool = False):
 
 
 def _read(path: Path, kind: str | None = None):
-    """The samples of an ink file, read by content (``kind`` from ``api.file_kind``)."""
-    from inkpack.api import file_kind
+    """The samples of an ink file, read by content (``kind`` from ``infer.inputs.file_kind``)."""
     from inkpack.data.formats.iamondb import read_iamondb_npz
     from inkpack.data.formats.inkml import read_inkml
     from inkpack.data.formats.pot import read_pot
+    from inkpack.infer.inputs import file_kind
 
     if not path.is_file():
         raise InputError(f"{path}: file not found")
@@ -140,11 +130,14 @@ def _write_json(path: str | None, data: dict) -> None:
 
 
 def evaluate_ink(path: str, model: str | None = None, json_out: str | None = None,
-                 threads: int = 1, batch_size: int = 1, decoder=None) -> dict:
+                 threads: int = 1, batch_size: int = 1, decoder=None, perturb=None, seed: int = 0) -> dict:
     """Score a ``.pot`` (accuracy, top-5) or ``.npz`` (CER, WER) file; print and return the figures.
 
     ``decoder`` (a :class:`inkpack.decode.beam.Decoder`, line data only) replaces greedy decoding;
-    the time it takes is part of ms/line.
+    the time it takes is part of ms/line. ``perturb`` (a
+    :class:`~inkpack.data.ink_perturb.PerturbConfig`, or its mapping of rates) changes the stroke
+    order / direction of every sample first (sample ``i`` with the seed ``(seed, i)``): how much
+    the score depends on the reference order; the figures then carry ``perturb``.
     """
     from inkpack.jsonio import check_output_file
 
@@ -156,29 +149,31 @@ def evaluate_ink(path: str, model: str | None = None, json_out: str | None = Non
     is_char = p.suffix.lower() == ".pot"
     if is_char and decoder is not None:
         raise InkpackError(f"{path}: --decoder applies to line models (.npz); characters are classified")
-    net, _, alphabet, pcfg = _load(model, DEFAULT_CHAR_MODEL if is_char else DEFAULT_LINE_MODEL,
-                                   "char" if is_char else "ink")
+    rec = _open(model, DEFAULT_CHAR_MODEL if is_char else DEFAULT_LINE_MODEL, "char" if is_char else "ink",
+                threads, decoder)
     inks = _read(p)
     if not inks:
         raise InkpackError(f"{path}: no readable samples ({len(inks.errors)} skipped)")
-    for _ in _batches(net, _features(inks[:2], pcfg)[0], batch_size):
-        pass  # warm-up
+    if perturb is not None:
+        inks = _perturbed(inks, perturb, seed)
+    rec.run_batched(_prepared(rec, inks[:2])[0], batch_size)  # warm-up
     t0 = time.perf_counter()
-    feats, kept = _features(inks, pcfg)
-    outputs = list(_batches(net, feats, batch_size))
-    texts = None if is_char else _line_texts(outputs, alphabet, decoder)
+    prepared, kept = _prepared(rec, inks)
+    results = rec.run_batched(prepared, batch_size)
     dt = time.perf_counter() - t0
     skipped = len(inks.errors) + len(inks) - len(kept)
     n_all = len(inks) + len(inks.errors)
     res = {"threads": threads, "batch_size": batch_size, "skipped": skipped,
            "decoder": "greedy" if decoder is None else decoder.kind}
+    if perturb is not None:
+        res["perturb"] = {**vars(inks.perturb), "seed": seed}
     if is_char:
-        res.update(_char_scores(outputs, kept, alphabet, n_all))
+        res.update(_char_scores(results, kept, rec.alphabet, n_all))
         res["ms_per_sample"] = 1000 * dt / max(1, len(kept))
         print(f"accuracy {100 * res['accuracy']:.2f}%  top-5 {100 * res['top5']:.2f}%  "
               f"samples {res['samples']}  {res['ms_per_sample']:.2f} ms/sample")
     else:
-        res.update(_line_scores(texts, kept))
+        res.update(_line_scores([r.text for r in results], kept))
         res["ms_per_line"] = 1000 * dt / max(1, len(kept))
         print(f"CER {100 * res['cer']:.2f}%  WER {100 * res['wer']:.2f}%  lines {res['lines']}  "
               f"{res['ms_per_line']:.2f} ms/line")
@@ -186,34 +181,31 @@ def evaluate_ink(path: str, model: str | None = None, json_out: str | None = Non
     return res
 
 
-def _char_scores(outputs, kept, alphabet, n_all: int) -> dict:
+def _perturbed(inks, perturb, seed: int):
+    """``inks`` with their stroke order / direction perturbed (``InkList``, errors kept)."""
+    from inkpack.data.ink import InkList
+    from inkpack.data.ink_perturb import PerturbConfig, perturb_order
+
+    cfg = perturb if isinstance(perturb, PerturbConfig) else PerturbConfig.from_dict(perturb, "--perturb")
+    out = InkList([perturb_order(ink, np.random.default_rng([seed, i]), cfg) for i, ink in enumerate(inks)],
+                  inks.errors)
+    out.perturb = cfg
+    return out
+
+
+def _char_scores(results, kept, alphabet, n_all: int) -> dict:
     """Accuracy over all samples of the file: unreadable ones and unknown labels are errors."""
     top1 = top5 = unknown = 0
-    for s, logits in outputs:
-        top = logits.topk(min(5, logits.shape[-1]), -1).indices
-        for b in range(len(top)):
-            label = kept[s + b].label
-            if not label or label not in alphabet:
-                unknown += 1
-                continue
-            truth = alphabet.encode(label)[0]
-            top1 += int(top[b, 0]) == truth
-            top5 += truth in top[b].tolist()
+    for r, ink in zip(results, kept):
+        label = ink.label
+        if not label or label not in alphabet:
+            unknown += 1
+            continue
+        cands = [c for c, _ in r.candidates[:5]]
+        top1 += bool(cands) and cands[0] == label
+        top5 += label in cands
     return {"accuracy": top1 / max(1, n_all), "top5": top5 / max(1, n_all), "samples": n_all,
             "unknown_labels": unknown}
-
-
-def _line_texts(outputs, alphabet, decoder=None) -> list[str]:
-    from inkpack.decode.greedy import greedy_decode
-
-    texts: list[str] = []
-    for _, (logits, out_len) in outputs:
-        lp = logits.float().log_softmax(-1)
-        if decoder is None:
-            texts += [alphabet.decode(labels) for labels in greedy_decode(lp, out_len)]
-        else:
-            texts += decoder.decode_batch(lp, alphabet, out_len)
-    return texts
 
 
 def _line_scores(texts: list[str], kept) -> dict:
@@ -227,20 +219,15 @@ def _line_scores(texts: list[str], kept) -> dict:
 
 def ink_recognizer(model: str | None, file_kind: str, threads: int = 1, decoder=None, top_k: int = 5):
     """The recognizer for an ink file: ``model`` (PyTorch or ``.onnx``) or the bundled default."""
+    from inkpack.infer.recognizer import open_recognizer
+    from inkpack.models.io import input_kind
+
     name = str(model or default_model(file_kind))
-    if name.lower().endswith(".onnx"):
-        from inkpack.deploy.ink_onnx import load_ink_onnx
-
-        return load_ink_onnx(name, threads=threads, decoder=decoder)
-    from inkpack.deploy.ink import InkRecognizer
-    from inkpack.model_io import load_model
-
-    torch.set_num_threads(threads)
-    net, cfg, alphabet = load_model(name)
-    kind = cfg.get("input_kind", "char")
+    kind = input_kind(name)
     if kind not in ("char", "ink"):
         raise ModelFileError(f"{name}: a {kind!r} model cannot read ink; give --model with an ink model")
-    return InkRecognizer(net, cfg, alphabet, kind, name=name, top_k=top_k, decoder=decoder)
+    return open_recognizer(name, threads=threads, decoder=decoder, top_k=top_k,
+                           **({} if name.lower().endswith(".onnx") else {"name": name}))
 
 
 def format_result(rec, r) -> str:
@@ -266,7 +253,7 @@ def ink_results(path: str, rec, kind: str | None = None):
 def recognize_ink(paths: list[str], model: str | None = None, top_k: int = 5,
                   threads: int = 1, decoder=None) -> int:
     """Print ``id<TAB>c1 p1  c2 p2 ...`` (character model) or ``id<TAB>text`` per sample."""
-    from inkpack.api import file_kind
+    from inkpack.infer.inputs import file_kind
 
     recs: dict[str, object] = {}
     failed = 0

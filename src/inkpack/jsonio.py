@@ -43,9 +43,7 @@ def _probe(folder: Path, p: Path, flag: str, what: str) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".inkpack-write-test-", dir=folder)
         os.close(fd)
         os.unlink(tmp)
-    except FileExistsError:
-        raise ConfigError(f"{flag} {p}: cannot create {what} (a file is in the way)") from None
-    except NotADirectoryError:
+    except (FileExistsError, NotADirectoryError):
         raise ConfigError(f"{flag} {p}: cannot create {what} (a file is in the way)") from None
     except OSError as e:
         raise ConfigError(f"{flag} {p}: not writable ({e.strerror or e})") from None
@@ -102,3 +100,18 @@ def publish(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
     os.chmod(tmp, 0o644)
     os.replace(tmp, dest)
     return Path(dest)
+
+
+def read_text(path, error: type[Exception], kind: str) -> str:
+    """The UTF-8 text of ``path``, or a one-line ``error`` naming it (``kind``: what the file
+    should be, e.g. "a YAML config file")."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, expected {kind}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file (invalid UTF-8); expected {kind}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None

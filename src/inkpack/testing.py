@@ -14,8 +14,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from inkpack.data.alphabet import Alphabet
-from inkpack.model_io import save_model
 from inkpack.models import build_model
+from inkpack.models.io import save_model
 
 __all__ = ["SYMBOLS", "TINY_OPTS", "line_png", "make_line_model"]
 

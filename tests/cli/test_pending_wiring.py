@@ -10,23 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import run
 from inkpack.api import load
-from inkpack.cli import main
 from inkpack.data.lines import load_lineset, read_records
 from inkpack.errors import ConfigError, InputTooLargeError
 from page_builders import line, noise_image, page_doc, write
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "hooker" / "JDH_2_16_38_001_r1l13.jpg"
-
-
-def run(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = int(e.code)
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")

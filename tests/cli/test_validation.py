@@ -156,7 +156,7 @@ def _model_copy(tmp_path: Path, **changes) -> Path:
 ])
 def test_model_json_with_a_wrong_type_names_the_field(changes, needle, tmp_path, capsys):
     stem = _model_copy(tmp_path, **changes)
-    from inkpack.model_io import load_model
+    from inkpack.models.io import load_model
 
     with pytest.raises(ModelFileError, match=needle.replace("(", "\\(").replace("[", "\\[")):
         load_model(str(stem))
@@ -168,7 +168,7 @@ def test_model_json_with_a_wrong_type_names_the_field(changes, needle, tmp_path,
 def test_model_json_records_portable_paths(tmp_path, monkeypatch):
     import torch
 
-    from inkpack.model_io import describe_data, save_model
+    from inkpack.models.io import describe_data, save_model
 
     data_root = tmp_path / "data"
     make_tsv(data_root / "hooker", ["a b", "c d", "e f"], name="train.tsv")
@@ -202,7 +202,7 @@ def test_saved_model_files_are_world_readable_like_the_rest(tmp_path):
 
     import torch
 
-    from inkpack.model_io import save_model
+    from inkpack.models.io import save_model
 
     stem = save_model(torch.nn.Linear(2, 2), {"arch": "x", "alphabet": {"symbols": ["a"]}}, tmp_path / "m")
     for suffix in (".safetensors", ".json"):

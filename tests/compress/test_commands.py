@@ -1,42 +1,21 @@
 """`inkpack compress` / `inkpack report`: loadable compressed models that compute what was saved."""
 
-import argparse
 import json
 
 import pytest
 import torch
 
 from inkpack.compress.commands import (
-    add_parsers,
     compress,
-    load_any,
     parse_recipe,
     report,
 )
 from inkpack.compress.lowrank import LowRankLinear, LowRankLSTM
 from inkpack.compress.tucker import TuckerConv2d
-from inkpack.data.alphabet import Alphabet
 from inkpack.errors import InkpackError
-from inkpack.model_io import load_model, save_model
-from inkpack.models import build_model
+from inkpack.models.io import load_model
 
-OPTS = {"height": 16, "feat_dim": 16, "lstm_hidden": 8}
-
-
-@pytest.fixture
-def base(tmp_path):
-    torch.manual_seed(0)
-    alphabet = Alphabet(list(" abcdefghijklmnopqrstuvwxyz"))
-    model = build_model("darknet-dblstm", alphabet.num_classes, **OPTS).eval()
-    cfg = {"arch": "darknet-dblstm", "options": OPTS, "alphabet": alphabet.to_dict(),
-           "preprocessing": {"height": 16}, "input_kind": "image"}
-    return save_model(model, cfg, tmp_path / "base")
-
-
-def parse(*argv):
-    p = argparse.ArgumentParser()
-    add_parsers(p.add_subparsers())
-    return p.parse_args(list(argv))
+from compress_helpers import base, parse  # noqa: F401 (base: a fixture)
 
 
 def images():
@@ -56,13 +35,13 @@ def test_tucker_int8_round_trip(base, tmp_path):
                                  "--energy", "0.5"), log=lambda m: None)
     cfg = json.loads(out.with_suffix(".json").read_text())
     assert cfg["compression"]["int8"] and any(v["kind"] == "tucker" for v in cfg["compression"]["structure"].values())
-    fp32, _, _ = load_any(str(out), int8=False)
+    fp32, _, _ = load_model(str(out), int8=False)
     assert any(isinstance(m, TuckerConv2d) for m in fp32.modules())
     x = images()
     with torch.no_grad():
         ref = model(*x)[0]
         assert torch.equal(fp32(*x)[0], ref)
-        q, _, _ = load_model(str(out))  # the model_io hook quantizes at load
+        q, _, _ = load_model(str(out))  # models.io.load_model quantizes at load
         assert any("quantized" in type(m).__module__ for m in q.modules())
         got = q(*x)[0]
     assert not torch.equal(got, ref) and torch.allclose(got, ref, atol=0.1 * float(ref.abs().max()))

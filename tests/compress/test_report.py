@@ -96,4 +96,5 @@ def test_measure_latencies_runs_models_in_turn_and_ranks_them():
 
     lat = measure_latencies({"slow": slow, "fast": fast}, torch.zeros(1), runs=4, warmup=1)
     assert set(lat) == {"slow", "fast"} and lat["slow"] >= 4.0 > lat["fast"]
-    assert calls == ["slow", "fast"] * 5  # interleaved, warm-up round included
+    # interleaved (warm-up round included), the order rotating so that no model always runs first
+    assert calls == ["slow", "fast", "fast", "slow"] * 2 + ["slow", "fast"]

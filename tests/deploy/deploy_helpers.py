@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from inkpack.data.alphabet import Alphabet
-from inkpack.model_io import save_model
 from inkpack.models import build_model
+from inkpack.models.io import save_model
 from inkpack.testing import SYMBOLS, TINY_OPTS, line_png, make_line_model
 
 __all__ = ["CHAR_SYMBOLS", "SYMBOLS", "TINY_OPTS", "char_model_config", "gray_of", "line_png", "make_ink_model",
@@ -67,7 +67,7 @@ def synth_stroke(kind: int, rng: np.random.Generator, n: int | None = None) -> l
 def train_char_model(root: Path, steps: int = 60, seed: int = 0) -> Path:
     """A tiny lstm-char really trained (CPU, about 1 s) to tell 一 / 丨 / 〇 apart."""
     from inkpack.data.ink import Ink
-    from inkpack.deploy.ink import ink_features, preprocess_config
+    from inkpack.infer.ink_preprocess import ink_features, preprocess_config
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -13,10 +13,10 @@ import torch
 from deploy_helpers import gray_of, line_png, make_ink_model, make_line_model
 from PIL import Image
 
-from inkpack.api import ImageRecognizer, Recognition, char_positions, load
+from inkpack.api import Recognition, Recognizer, char_positions, load
 from inkpack.data.images import prepare_line
 from inkpack.errors import BadSampleError, InkpackError
-from inkpack.model_io import load_model
+from inkpack.models.io import load_model
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def rec(tiny_model) -> ImageRecognizer:
+def rec(tiny_model) -> Recognizer:
     return load(str(tiny_model))
 
 
@@ -100,7 +100,7 @@ def test_list_is_batched_in_input_order(rec):
 
 def test_threads_get_the_same_results_and_forward_is_serialized(tiny_model):
     r = load(str(tiny_model))
-    model = r.rec.model
+    model = r.model
     state = {"active": 0, "overlap": 0}
     orig = model.forward
 
@@ -164,7 +164,7 @@ def test_default_model_comes_from_models_dir(tmp_path, monkeypatch):
 
 def test_char_model_candidates(tmp_path):
     from inkpack.data.ink import Ink
-    from inkpack.deploy.ink import ink_features, preprocess_config
+    from inkpack.infer.ink_preprocess import ink_features, preprocess_config
 
     stem = make_ink_model(tmp_path, "lstm-char")
     r = load(str(stem))

@@ -13,10 +13,10 @@ from deploy_helpers import gray_of, line_png, make_ink_model, make_line_model
 
 from inkpack.api import load
 from inkpack.deploy.export import export_onnx, sidecar_path
-from inkpack.deploy.runtime import OnnxLineRecognizer, make_session
+from inkpack.infer.backend import make_session
+from inkpack.infer.recognizer import open_recognizer
 from inkpack.errors import InkpackError
-from inkpack.model_io import load_model
-from inkpack.recognizer import LineRecognizer
+from inkpack.models.io import load_model
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,12 @@ def test_int8_compressed_model_exports_as_onnx_int8(tiny_model, tmp_path):
 
 
 def test_runtime_recognizer_matches_line_recognizer(tiny_model, exported):
-    torch_rec = LineRecognizer.load(str(tiny_model))
-    ort_rec = OnnxLineRecognizer(exported)
+    torch_rec = open_recognizer(str(tiny_model))
+    ort_rec = open_recognizer(exported)
+    assert (torch_rec.backend, ort_rec.backend) == ("torch", "onnxruntime")
     grays = [gray_of(line_png(t)) for t in ("hello", "kew gardens in june", "tea")]
-    assert ort_rec.recognize(grays, batch_size=1) == torch_rec.recognize(grays, batch_size=1)
+    prepared = [torch_rec.prepare(g) for g in grays]
+    assert ort_rec.recognize_prepared(prepared, 1) == torch_rec.recognize_prepared(prepared, 1)
     assert ort_rec.height == torch_rec.height
 
 
@@ -155,19 +157,17 @@ def test_onnx_ink_recognizer_matches_torch(tmp_path):
 def test_refusals(tmp_path):
     from torch import nn
 
-    from inkpack.nn.mdlstm import MDLSTM
+    from inkpack.models import build_model
 
-    class Tiny2D(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.md = MDLSTM(1, 2)
-
-    with pytest.raises(InkpackError, match="MDLSTM"):
-        export_onnx(Tiny2D(), tmp_path / "md.onnx")
+    mdlstm = build_model("mdlstm", 3, hidden=[2, 3, 4], conv_features=[3, 5])  # its entry: no exporter, a reason
+    with pytest.raises(InkpackError, match="MDLSTM models cannot be exported"):
+        export_onnx(mdlstm, tmp_path / "md.onnx")
+    with pytest.raises(InkpackError, match="no exporter for Linear"):  # not a registered architecture
+        export_onnx(nn.Linear(2, 2), tmp_path / "lin.onnx")
     with pytest.raises(InkpackError, match=r"\.onnx"):
         export_onnx(nn.Linear(2, 2), tmp_path / "x.bin")
     with pytest.raises(InkpackError, match="not found"):
-        OnnxLineRecognizer(tmp_path / "missing.onnx")
+        open_recognizer(tmp_path / "missing.onnx")
 
 
 def test_every_line_of_a_mixed_batch_equals_it_alone(tiny_model, exported):
@@ -188,7 +188,7 @@ def test_every_line_of_a_mixed_batch_equals_it_alone(tiny_model, exported):
 def test_int8_onnx_recognizer_gives_each_line_what_it_gives_alone(tiny_model, tmp_path):
     """int8 activations take one scale per call, so the int8 runtime reads lines one by one."""
     i8 = export_onnx(tiny_model, tmp_path / "t8.onnx", int8=True)
-    rec = OnnxLineRecognizer(i8)
+    rec = open_recognizer(i8)
     assert rec.per_example
     h = rec.config["preprocessing"]["height"] if "preprocessing" in rec.config else 32
     images, w = _batch([90, 31, 7], h, seed=3)

@@ -28,7 +28,7 @@ class CountingLine:
 
     def __init__(self) -> None:
         self.inner = load()
-        self.rec, self.name, self.input_kind, self.decoder = self.inner.rec, "bundled", "image", None
+        self.height, self.name, self.input_kind, self.decoder = self.inner.height, "bundled", "image", None
         self.prepared = 0
 
     def prepare_input(self, x):

@@ -26,7 +26,8 @@ from inkpack.decode.greedy import greedy_decode
 from inkpack.models import build_model
 from inkpack.models.cnn_dblstm import VGG_CFG, CNNDBLSTM
 from inkpack.nn.conv import fold_batchnorm
-from inkpack.recognizer import LineRecognizer, u8_to_tensor
+from inkpack.infer.preprocess import u8_to_tensor
+from inkpack.infer.recognizer import Recognizer
 
 H = 32
 K = 9
@@ -89,7 +90,7 @@ def test_float32_and_folded_batchnorm(arch: str) -> None:
     model = _model(arch, torch.float32)
     lines = _lines(3, dtype=torch.float32)
     _assert_batch_equals_alone(model, lines, 1e-5)
-    assert fold_batchnorm(model) > 0  # what LineRecognizer.load does: conv biases now
+    assert fold_batchnorm(model) > 0  # what open_backend does: conv biases now
     _assert_batch_equals_alone(model, lines, 1e-5)
 
 
@@ -120,13 +121,13 @@ def test_without_masks_the_padding_leaks() -> None:
 
 
 def test_recognizer_batches_equal_alone_and_paths_share_preprocessing(tmp_path) -> None:
-    """LineRecognizer (what recognize/API/service call): texts and log-probs of a batch of
+    """Recognizer (what recognize/API/service/report call): texts and log-probs of a batch of
     mixed widths equal each line alone; ``prepare`` feeds what ``load_lineset`` (evaluate/demo)
     stores, 8-bit rounded."""
     texts = ["the cat", "a", "hello there", "ink", "kew gardens", "to"]
     tsv = make_tsv(tmp_path, texts)
     model = _model("darknet", torch.float32, seed=5)
-    rec = LineRecognizer(model, {"preprocessing": {"height": H}}, ALPHABET)
+    rec = Recognizer(model, {"preprocessing": {"height": H}}, ALPHABET)
     lines = load_lineset(str(tsv), H, progress=False)
     grays = [load_gray(tmp_path / f"img/line{i}.png") for i in range(len(texts))]
     prepared = [rec.prepare(g) for g in grays]
@@ -134,8 +135,8 @@ def test_recognizer_batches_equal_alone_and_paths_share_preprocessing(tmp_path) 
         assert torch.equal(p, u8_to_tensor(u8))
         assert torch.equal(torch.round(p * 255) / 255, p)  # on the 8-bit grid
     alone = [rec.recognize_prepared([p], 1)[0] for p in prepared]
-    assert rec.recognize(grays, batch_size=16) == alone
-    assert rec.recognize(grays, batch_size=4) == alone
+    assert [r.text for r in rec.recognize(grays)] == alone  # batch_size 16
+    assert rec.recognize_prepared(prepared, 4) == alone
     lp, n = rec.logits(prepared)
     for i, p in enumerate(prepared):
         lp1, n1 = rec.logits([p])
@@ -149,7 +150,7 @@ def test_dynamic_int8_models_run_each_line_alone() -> None:
     from inkpack.compress.quantize import quantize_int8
 
     model = quantize_int8(_model("darknet", torch.float32, seed=6))
-    rec = LineRecognizer(model, {"preprocessing": {"height": H}}, ALPHABET)
+    rec = Recognizer(model, {"preprocessing": {"height": H}}, ALPHABET)
     assert rec.per_example
     lines = _lines(6, dtype=torch.float32)
     lp, n = rec.logits(lines)
@@ -161,7 +162,7 @@ def test_dynamic_int8_models_run_each_line_alone() -> None:
         batch, _ = model(images, None, ws)
         alone, m = model(lines[1][None], None, ws[1:2])
     assert (batch[: int(m), 1].log_softmax(-1) - alone[:, 0].log_softmax(-1)).abs().max() > 1e-4
-    assert not LineRecognizer(_model("darknet", torch.float32), {}, ALPHABET).per_example
+    assert not Recognizer(_model("darknet", torch.float32), {}, ALPHABET).per_example
 
 
 @pytest.mark.parametrize("grad", [False, True])
@@ -183,7 +184,7 @@ def test_padding_value_does_not_matter_and_the_input_is_not_written(grad: bool) 
 
 
 def test_uint8_rounding_is_what_load_lineset_stores() -> None:
-    from inkpack.recognizer import line_to_u8
+    from inkpack.infer.preprocess import line_to_u8
 
     img = np.array([[0.0, 0.5, 1.0, 0.0019, 0.002, 1.2, -0.1]], dtype=np.float32)
     assert line_to_u8(img).tolist() == [[0, 128, 255, 0, 1, 255, 0]]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from inkpack.cli import main
-from inkpack.model_io import read_config
+from inkpack.models.io import read_config
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 SAMPLES = MODELS.parent / "samples" / "hooker" / "samples.tsv"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inkpack.errors import InkpackError
-from inkpack.nn.mdlstm import MDLSTM, mask_from_sizes
+from inkpack.nn.mdlstm import MDLSTM, clear_workspace, mask_from_sizes
 from inkpack.nn.mdlstm_reference import mdlstm_reference
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -125,6 +125,7 @@ def test_mask_from_sizes_by_hand():
 
 
 def test_repeated_backward_and_no_grad_reuse():
+    clear_workspace()  # the recycling below assumes no buffers left over from other tests
     m = _layer(2, 3, torch.float64)
     x = torch.randn(2, 2, 3, 4, dtype=torch.float64, requires_grad=True)
     y = m(x)
@@ -152,3 +153,17 @@ def test_bad_input_raises():
         m(torch.zeros(1, 3, 3, 3), torch.ones(1, 3, 4, dtype=torch.bool))
     with pytest.raises(InkpackError, match="directions"):
         MDLSTM(3, 2, directions=3)
+
+
+def test_forward_after_inference_mode_reuses_pool_buffers():
+    """Buffers first taken under ``torch.inference_mode()`` (a recognizer) are recycled by a
+    later forward with autograd (training in the same process): that must work and agree."""
+    m = _layer(2, 3, torch.float32)
+    x = torch.randn(1, 2, 5, 6)
+    with torch.inference_mode():
+        y_inf = m(x)
+    xg = x.clone().requires_grad_(True)
+    y = m(xg)  # failed with "Inplace update to inference tensor outside InferenceMode"
+    y.sum().backward()
+    assert torch.allclose(y.detach(), y_inf, atol=1e-6)
+    assert xg.grad is not None and xg.grad.abs().sum() > 0

@@ -3,7 +3,7 @@
 import torch
 
 from conftest import make_tsv
-from inkpack.model_io import load_model
+from inkpack.models.io import load_model
 from inkpack.train.ema import Precision, WeightEMA
 from inkpack.train.loop import TrainConfig, Trainer
 

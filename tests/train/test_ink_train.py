@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from ink_helpers import CHARS, hanzi  # noqa: F401  (a fixture)
 from inkpack.data.formats.iamondb import write_iamondb_npz
 from inkpack.data.formats.pot import write_pot
 from inkpack.data.hanzi_synth import HanziSynthDataset, load_medians, synth
 from inkpack.data.ink import Ink
 from inkpack.data.ink_preprocess import preprocess
 from inkpack.ink_commands import evaluate_ink, recognize_ink
-from inkpack.model_io import load_model
+from inkpack.models.io import load_model
 from inkpack.train.ink_train import InkTrainConfig, InkTrainer, fit_ink
 
-# four toy "characters" as font medians (1024 em square, y up like hanzi-writer)
-TOY = {
-    "一": [[[150, 450], [500, 460], [870, 450]]],
-    "二": [[[250, 650], [750, 650]], [[120, 250], [880, 250]]],
-    "十": [[[120, 450], [880, 450]], [[500, 850], [500, 450], [500, 50]]],
-    "口": [[[200, 750], [200, 150]], [[200, 750], [800, 750], [800, 150]], [[200, 150], [800, 150]]],
-}
-CHARS = "".join(TOY)
 TINY_CHAR = {"hidden1": 16, "hidden2": 32, "fc": 32}
-
-
-@pytest.fixture(scope="module")
-def hanzi(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hanzi")
-    with gzip.open(d / "medians.json.gz", "wt", encoding="utf-8") as f:
-        json.dump(TOY, f)
-    (d / "chars.txt").write_text(CHARS + "\n", encoding="utf-8")
-    return d
 
 
 def char_cfg(hanzi, out, **kw) -> InkTrainConfig:
@@ -166,7 +149,7 @@ def test_evaluate_npz_lines_matches_a_direct_decode(line_run, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["lines"] == res["lines"] == 12
     model, cfg, alphabet = load_model(str(d / "run" / "best"))
     from inkpack.data.formats.iamondb import read_iamondb_npz
-    from inkpack.deploy.ink import preprocess_config
+    from inkpack.infer.ink_preprocess import preprocess_config
 
     hyps, refs = [], []
     for ink in read_iamondb_npz(d / "val.npz"):
@@ -198,7 +181,7 @@ def test_evaluate_and_recognize_pot(char_run, hanzi, tmp_path, capsys):
     # the accuracy is the model's own argmax on the same features, over all 14 samples
     model, cfg, alphabet = load_model(str(out / "best"))
     from inkpack.data.formats.pot import read_pot
-    from inkpack.deploy.ink import preprocess_config
+    from inkpack.infer.ink_preprocess import preprocess_config
 
     right = 0
     for ink in read_pot(pot, strict=False)[:12]:
@@ -236,14 +219,15 @@ def test_folded_input_norm_equals_standardised_inputs_and_sortagrad_order(line_r
 
 
 def test_ink_lines_take_a_beam_lm_decoder(line_run, tmp_path):
-    """evaluate / InkRecognizer / the service decode ink lines with the decoder they are given."""
+    """evaluate / the Recognizer / the service decode ink lines with the decoder they are given."""
     from fastapi.testclient import TestClient
 
     from inkpack.data.formats.iamondb import read_iamondb_npz
     from inkpack.decode.beam import Decoder
     from inkpack.decode.lm import CharNgramLM
-    from inkpack.deploy.ink import InkRecognizer, preprocess_config
     from inkpack.deploy.server import create_app
+    from inkpack.infer.ink_preprocess import preprocess_config
+    from inkpack.infer.recognizer import Recognizer
     from inkpack.metrics import cer
 
     d, _ = line_run
@@ -261,7 +245,8 @@ def test_ink_lines_take_a_beam_lm_decoder(line_run, tmp_path):
         logits, n = model(f, torch.tensor([f.shape[1]]))
         hyps.append(dec.decode(logits[: int(n[0]), 0].log_softmax(-1), alphabet))
     assert res["cer"] == pytest.approx(cer(hyps, [i.label for i in inks]))
-    rec = InkRecognizer(model, cfg, alphabet, "ink", decoder=dec)
+    rec = Recognizer(model, cfg, alphabet, dec)
+    assert rec.input_kind == "ink"
     assert [r.text for r in rec.recognize(inks)] == hyps
     # the service: /v1/models names the decoder, /v1/recognize/ink answers with its text
     app = create_app(rec, ink_model=None)
@@ -274,10 +259,10 @@ def test_ink_lines_take_a_beam_lm_decoder(line_run, tmp_path):
 
 def test_decoder_refused_for_character_models(char_run):
     from inkpack.decode.beam import Decoder
-    from inkpack.deploy.ink import InkRecognizer
     from inkpack.errors import InkpackError
+    from inkpack.infer.recognizer import Recognizer
 
     out, _ = char_run
     model, cfg, alphabet = load_model(str(out / "best"))
     with pytest.raises(InkpackError, match="decoders apply to line models"):
-        InkRecognizer(model, cfg, alphabet, "char", decoder=Decoder("beam"))
+        Recognizer(model, cfg, alphabet, Decoder("beam"))

@@ -7,8 +7,8 @@ from conftest import make_tsv
 from inkpack.cli import main
 from inkpack.data.alphabet import Alphabet
 from inkpack.errors import InkpackError
-from inkpack.model_io import save_model
 from inkpack.models import build_model
+from inkpack.models.io import save_model
 from inkpack.train.loop import TrainConfig, Trainer
 
 

@@ -13,8 +13,8 @@ import torch
 
 from inkpack.data.alphabet import Alphabet, label_map, resize_alphabet
 from inkpack.errors import ConfigError
-from inkpack.model_io import save_model
 from inkpack.models import build_model
+from inkpack.models.io import save_model
 from inkpack.train.warm_start import class_tensor_names, read_init
 
 OPTS = {"height": 32, "feat_dim": 16, "lstm_hidden": 8, "dropout": 0.0}

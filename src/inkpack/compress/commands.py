@@ -1,8 +1,9 @@
 """`inkpack compress` (recipes, combinable with '+') and `inkpack report` (the seeds' tables):
 the argparse definitions and the two command functions. The recipes are in
 :mod:`inkpack.compress.recipe`, their retraining in :mod:`inkpack.compress.retrain`, the report
-in :mod:`inkpack.compress.measure`; their names stay importable from here. Nothing here imports
-torch at import time: `inkpack compress --help` stays light.
+in :mod:`inkpack.compress.measure`; their names stay importable from here. Compressed model
+files are read by :func:`inkpack.models.io.load_model` (``int8=False``: the fp32 graph). Nothing
+here imports torch at import time: `inkpack compress --help` stays light.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from inkpack.compress.measure import (
     _example,
     accuracy,
     example_input,
-    load_any,
     plot_report,
     report,
 )
@@ -29,12 +29,11 @@ from inkpack.compress.recipe import (
     store_half,
 )
 from inkpack.compress.retrain import Task, drop_weights, lr_factor, retrain, share_weights
-from inkpack.compress.structure import load_compressed
 from inkpack.jsonio import write_json
 
 __all__ = [  # the names this module held before the split, still imported from it
     "CRITERIA", "RECIPES", "Task", "_accuracy", "_example", "accuracy", "add_parsers", "cmd_compress",
-    "cmd_report", "compress", "drop_weights", "example_input", "load_any", "load_compressed", "lr_factor",
+    "cmd_report", "compress", "drop_weights", "example_input", "lr_factor",
     "model_files", "out_stem", "parse_bits", "parse_recipe", "plot_report", "report", "retrain",
     "share_weights", "store_half",
 ]
@@ -69,7 +68,9 @@ def add_parsers(sub) -> None:
     """`compress` and `report` subcommands (cli.py: `from inkpack.compress.commands import add_parsers`)."""
     p = sub.add_parser("compress", help="compress a model: distill, tucker, svd, adw, kmeans, int8 (join with '+')")
     p.add_argument("model")
-    p.add_argument("--recipe", help="e.g. tucker+int8, svd+adw+kmeans, distill (none with --half: float16 storage only)")
+    p.add_argument("--recipe", help="e.g. tucker+int8, svd+adw+kmeans, distill (none with --half: float16 storage "
+                   "only); or a preset: hooker-darknet-int8 (the shipped model, from hooker-darknet), lstm-svd, "
+                   "lstm-narrow")
     p.add_argument("--out", required=True, help="output stem (writes OUT.json + weights)")
     p.add_argument("--data", help="training data for retraining (TSV for image models, medians for char models)")
     p.add_argument("--steps", type=int, default=0, help="retraining steps per retraining stage (0: one-shot)")
@@ -77,11 +78,20 @@ def add_parsers(sub) -> None:
     p.add_argument("--student-arch", default="darknet-dblstm", help="distill without --teacher: student architecture")
     p.add_argument("--student-width", type=float, help="distill without --teacher: scale the student's conv "
                    "channels (darknet-dblstm option width, e.g. 0.5)")
+    p.add_argument("--student-lstm-hidden", type=int, help="distill without --teacher: a narrower student DBLSTM "
+                   "(hidden units per direction), trained with --criterion lstm-l2 through a linear adapter on the "
+                   "teacher's CNN")
     p.add_argument("--criterion", default="cnn-mah", choices=CRITERIA)
     p.add_argument("--temperature", type=float, default=1.0, help="softmax-ce temperature")
     p.add_argument("--finetune-steps", type=int, default=0, help="distill: CTC fine-tune steps afterwards")
     p.add_argument("--energy", type=float, default=0.9, help="tucker: kept energy for ranks")
     p.add_argument("--tucker-method", default="energy", choices=("energy", "vbmf"))
+    p.add_argument("--tucker-table", help="tucker: decompose only the convs this per-layer latency table "
+                   "(benchmarks/tucker_layers.py --json) measured faster, at the ranks it measured")
+    p.add_argument("--tucker-backend", default="torch", choices=("torch", "onnx"),
+                   help="tucker --tucker-table: the runtime whose timings decide")
+    p.add_argument("--tucker-min-speedup", type=float, default=1.0,
+                   help="tucker --tucker-table: decompose a conv only above this measured speed-up")
     p.add_argument("--svd-energy", type=float, default=0.9, help="svd: kept energy per matrix")
     p.add_argument("--svd-ranks", help="svd: ranks per layer instead, e.g. fc2=64,fc1=64,lstm2=48:128 (LSTM ih:hh)")
     p.add_argument("--sparsity", type=float, default=0.5, help="adw: final share of dropped weights")

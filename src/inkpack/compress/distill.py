@@ -41,6 +41,7 @@ __all__ = [
     "CRITERIA",
     "distill",
     "distill_loss",
+    "distill_narrow_lstm",
     "finetune_ctc",
     "frame_mask",
     "freeze_head",
@@ -163,18 +164,72 @@ def distill(teacher: nn.Module, student: nn.Module, batches: Iterable[Batch] | C
             s_out = outputs(student, batch.images, batch.widths, upto)
             lengths = torch.minimum(t_out["lengths"], s_out["lengths"])
             loss = distill_loss(criterion, t_out, s_out, lengths, temperature=temperature, w_ih=w_ih)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            opt.step()
-            history.append(float(loss.detach()))
-            if log_every and step % log_every == 0:
-                log(f"distill {criterion} step {step}/{steps} loss {sum(history[-log_every:]) / log_every:.4g}")
+            _update(opt, params, loss, clip, history)
+            _progress(history, step, steps, log_every, log, f"distill {criterion}")
     finally:
         freeze_head(student, False)
         student.eval()
     return {"criterion": criterion, "steps": steps, "losses": history, "seconds": time.perf_counter() - t0}
+
+
+def _update(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, clip: float, history: list) -> None:
+    """One optimiser step on ``loss`` (gradient norm clipped to ``clip`` when set), logged in ``history``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    history.append(float(loss.detach()))
+
+
+def _progress(history: list, step: int, steps: int, log_every: int, log: Callable[[str], None], what: str) -> None:
+    if log_every and step % log_every == 0:
+        log(f"{what} step {step}/{steps} loss {sum(history[-log_every:]) / log_every:.4g}")
+
+
+def distill_narrow_lstm(teacher: nn.Module, student: nn.Module, batches: Iterable[Batch] | Callable[[int], Batch],
+                        steps: int = 1000, *, lr: float = 1e-3, clip: float = 5.0, log_every: int = 0,
+                        log: Callable[[str], None] = print) -> dict:
+    """LSTM-L2 for a student whose DBLSTM is narrower than the teacher's (issue 22, item 2).
+
+    The student takes the teacher's CNN and projection, which stay fixed; its own DBLSTM learns
+    ``1/M Σ ||h_T − A h_S − a||²`` on the last LSTM layer's outputs (real frames), ``A`` (2H_T × 2H_S)
+    a linear adapter learnt with it, since the widths differ. Afterwards the student's IP layer is
+    the teacher's composed with the adapter (``W_T A``, ``W_T a + b_T``), so the student starts
+    CTC fine-tuning from the teacher's output layer. Returns the loss history."""
+    for name in ("cnn", "proj"):
+        try:
+            getattr(student, name).load_state_dict(getattr(teacher, name).state_dict())
+        except (RuntimeError, AttributeError) as e:
+            raise InkpackError(f"distill: student {name} does not match the teacher's ({str(e).splitlines()[0]})") from None
+    h_t, h_s = 2 * teacher.lstm.hidden_size, 2 * student.lstm.hidden_size
+    adapter = nn.Linear(h_s, h_t)
+    for p in itertools.chain(student.cnn.parameters(), student.proj.parameters()):
+        p.requires_grad_(False)
+    params = list(student.lstm.parameters()) + list(adapter.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    teacher.eval()
+    history, it, t0 = [], _cycle(batches), time.perf_counter()
+    try:
+        for step in range(1, steps + 1):
+            batch = next(it)
+            student.train()
+            student.cnn.eval()  # fixed, batch norm included
+            with torch.no_grad():
+                t_out = outputs(teacher, batch.images, batch.widths, "lstm")
+            s_out = outputs(student, batch.images, batch.widths, "lstm")
+            lengths = torch.minimum(t_out["lengths"], s_out["lengths"])
+            loss = distill_loss("lstm-l2", t_out, {"lstm": adapter(s_out["lstm"])}, lengths)
+            _update(opt, params, loss, clip, history)
+            _progress(history, step, steps, log_every, log, "distill lstm-l2 (narrow)")
+    finally:
+        for p in student.parameters():
+            p.requires_grad_(True)
+        student.eval()
+    with torch.no_grad():
+        student.fc.weight.copy_(teacher.fc.weight @ adapter.weight)
+        student.fc.bias.copy_(teacher.fc.weight @ adapter.bias + teacher.fc.bias)
+    return {"criterion": "lstm-l2", "steps": steps, "losses": history, "seconds": time.perf_counter() - t0}
 
 
 def finetune_ctc(model: nn.Module, batches: Iterable[Batch] | Callable[[int], Batch], steps: int, *,

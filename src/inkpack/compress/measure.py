@@ -15,14 +15,7 @@ from inkpack.compress.retrain import Task
 if TYPE_CHECKING:  # torch is imported where it runs: `inkpack compress --help` stays light
     from torch import nn
 
-__all__ = ["accuracy", "example_input", "load_any", "plot_report", "report"]
-
-
-def load_any(path: str, int8: bool = True) -> tuple[nn.Module, dict, object]:
-    """load_model, optionally without the int8 step (FLOPs are counted on the fp32 graph)."""
-    from inkpack.model_io import load_model
-
-    return load_model(path, int8=int8)
+__all__ = ["accuracy", "example_input", "plot_report", "report"]
 
 
 def example_input(model: nn.Module, cfg: dict, task: Task):
@@ -47,10 +40,10 @@ def accuracy(model: nn.Module, cfg: dict, alphabet, task: Task) -> dict:
     import torch
 
     if task.kind == "image":
+        from inkpack.infer.recognizer import Recognizer
         from inkpack.metrics import ErrorCounts
-        from inkpack.recognizer import LineRecognizer
 
-        rec = LineRecognizer(model, cfg, alphabet)
+        rec = Recognizer(model, cfg, alphabet)  # the one inference layer: what recognize/evaluate run
         ims = [torch.from_numpy(task.batcher.image(i))[None] for i in range(task.n)]
         counts = ErrorCounts()
         for hyp, ref in zip(rec.recognize_prepared(ims), task.lines.texts, strict=True):
@@ -81,15 +74,15 @@ def report(paths: list[str], data: str | None, limit: int | None = None, runs: i
         measure_latencies,
         size_on_disk_mb,
     )
-    from inkpack.model_io import resolve
+    from inkpack.models.io import input_kind, load_model, resolve
 
     rows: dict[str, dict] = {}
     groups: dict[tuple, tuple[Task, object, dict]] = {}  # task key -> (task, example input, {row name: model})
     for path in paths:
         stem = resolve(path)
-        model, cfg, alphabet = load_any(path, int8=True)
-        fp32, _, _ = load_any(path, int8=False)
-        kind = cfg.get("input_kind", "image")
+        model, cfg, alphabet = load_model(path, int8=True)
+        fp32, _, _ = load_model(path, int8=False)  # FLOPs are counted on the fp32 graph
+        kind = input_kind(cfg)
         key = (kind, data or cfg.get("trained_on"), json.dumps(cfg.get("preprocessing", {}), sort_keys=True),
                "".join(alphabet.symbols) if kind == "char" else "")
         if key not in groups:

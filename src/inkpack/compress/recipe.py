@@ -3,8 +3,8 @@
 A compressed model is NAME.json + weights. The json keeps the base architecture and adds a
 ``compression`` record: the recipe, the replaced modules (`layout.structure`), where the weights
 are (``safetensors``, or ``shared-npz`` = the k-means compact file NAME.npz) and an ``int8`` flag
-(fp32 weights stored, dynamic int8 applied at load). `model_io.load_model` calls
-`compress.structure.load_compressed` for such files. Recipes run in the fixed order distill →
+(fp32 weights stored, dynamic int8 applied at load). `models.io.load_model` applies
+the `compress.structure` helpers for such files. Recipes run in the fixed order distill →
 tucker → svd → adw → kmeans → int8 whatever order they are written in; retraining recipes use
 --data/--steps (:mod:`inkpack.compress.retrain`).
 """
@@ -17,15 +17,38 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inkpack.compress.retrain import Task, drop_weights, retrain, share_weights
-from inkpack.errors import InkpackError
+from inkpack.errors import InkpackError, InputError
 from inkpack.jsonio import write_json
 
 if TYPE_CHECKING:  # torch is imported where it runs: `inkpack compress --help` stays light
     from torch import nn
 
-__all__ = ["RECIPES", "compress", "model_files", "out_stem", "parse_bits", "parse_recipe", "store_half"]
+__all__ = ["PRESETS", "RECIPES", "apply_preset", "compress", "model_files", "out_stem", "parse_bits", "parse_recipe", "store_half"]
 
 RECIPES = ("distill", "tucker", "svd", "adw", "kmeans", "int8")
+
+# --recipe NAME: options that reproduce a model end to end (`source`: the model it was made from)
+PRESETS: dict[str, dict] = {
+    "hooker-darknet-int8": {"source": "hooker-darknet", "recipe": "int8", "half": True,
+                            "doc": "the shipped models/hooker-darknet-int8: float16 file, dynamic int8 at load"},
+    "lstm-svd": {"source": "hooker-darknet", "recipe": "svd", "svd_ranks": "lstm=64:48",
+                 "doc": "low-rank DBLSTM (issue 22): input ranks 64, recurrent 48; retrain with --data/--steps"},
+    "lstm-narrow": {"source": "hooker-darknet", "recipe": "distill", "student_lstm_hidden": 64,
+                    "criterion": "lstm-l2", "doc": "a 64-unit DBLSTM distilled with LSTM-L2 (issue 22); "
+                    "needs --data/--steps/--finetune-steps"},
+}
+
+
+def apply_preset(args: argparse.Namespace) -> str | None:
+    """``--recipe NAME`` of a preset: its options set on ``args`` (the recipe included); its name."""
+    name = (getattr(args, "recipe", None) or "").strip().lower()
+    preset = PRESETS.get(name)
+    if preset is None:
+        return None
+    for key, value in preset.items():
+        if key not in ("source", "doc"):
+            setattr(args, key, value)
+    return name
 
 
 def parse_bits(text: str | int) -> int | dict[str, int]:
@@ -66,7 +89,7 @@ def out_stem(path: str) -> Path:
 
 def store_half(model_path: str, out_path: str, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
     """Rewrite a plain model with float16 weights (half the file; `load_model` returns float32)."""
-    from inkpack.model_io import load_model, save_model
+    from inkpack.models.io import load_model, save_model
 
     model, cfg, _ = load_model(model_path)
     if cfg.get("compression"):
@@ -77,12 +100,28 @@ def store_half(model_path: str, out_path: str, log: Callable[[str], None] = prin
     return model, {"recipe": "", "weights_dtype": "float16"}
 
 
+def read_table(path: str) -> dict:
+    """A per-layer Tucker latency table (or a benchmarks/tucker_layers.py result holding several)."""
+    import json
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: --tucker-table file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: --tucker-table is not a readable JSON file ({type(e).__name__})") from None
+    if not isinstance(doc, dict) or not ("layers" in doc or "tables" in doc):
+        raise InputError(f"{path}: --tucker-table holds no 'layers' or 'tables' (benchmarks/tucker_layers.py writes them)")
+    return doc
+
+
 def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
     """Apply the recipe to MODEL and write OUT (.json + weights); returns (fp32 model, record)."""
     from inkpack.compress import layout, lowrank, tucker
     from inkpack.compress.report import count_params
-    from inkpack.model_io import load_model, resolve, save_model
+    from inkpack.models.io import load_model, resolve, save_model
 
+    preset = apply_preset(args)
     half = bool(getattr(args, "half", False))
     if not args.recipe and half:  # float16 storage only: a plain model file, loaded back as float32
         return store_half(args.model, args.out, log)
@@ -114,18 +153,39 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         else:  # MODEL is the teacher; a fresh student
             teacher, tcfg = model, cfg
             extra = {"width": args.student_width} if args.student_width else {}
+            narrow = getattr(args, "student_lstm_hidden", None)
+            if narrow:
+                extra["lstm_hidden"] = int(narrow)
             student = student_like(cfg, args.student_arch, alphabet.num_classes, **extra)
             cfg = dict(cfg, arch=args.student_arch, options={**cfg.get("options", {}), **extra})
+        if args.teacher and getattr(args, "student_lstm_hidden", None):
+            raise InkpackError("distill: --student-lstm-hidden builds a fresh student; with --teacher, MODEL is the student")
+        narrow = (getattr(getattr(student, "lstm", None), "hidden_size", None)
+                  != getattr(getattr(teacher, "lstm", None), "hidden_size", None))  # a narrower DBLSTM
+        if narrow and args.criterion != "lstm-l2":
+            raise InkpackError("distill: a student DBLSTM narrower than the teacher's is distilled with --criterion lstm-l2")
         t = get_task()
         log(f"distill {args.criterion}: {steps} steps, then CTC fine-tune {args.finetune_steps} steps")
-        h = distill(teacher, student, t.batch, args.criterion, steps, lr=args.lr, temperature=args.temperature,
-                    log_every=max(1, steps // 5), log=log)
+        if narrow:
+            from inkpack.compress.distill import distill_narrow_lstm
+
+            h = distill_narrow_lstm(teacher, student, t.batch, steps, lr=args.lr, log_every=max(1, steps // 5), log=log)
+        else:
+            h = distill(teacher, student, t.batch, args.criterion, steps, lr=args.lr, temperature=args.temperature,
+                        log_every=max(1, steps // 5), log=log)
         f = finetune_ctc(student, t.batch, args.finetune_steps, lr=args.lr / 3, log_every=max(1, args.finetune_steps // 5), log=log)
         notes.append(f"distill {args.criterion} from {tcfg.get('arch')} ({steps} + {args.finetune_steps} CTC steps; "
                      f"final distill loss {h['losses'][-1] if h['losses'] else None})")
         model, base_params = student, count_params(teacher)
         comp_extra = {"distill_losses": h["losses"][-1:], "finetune_losses": f["losses"][-1:]}
-    if "tucker" in recipe:
+    if "tucker" in recipe and getattr(args, "tucker_table", None):  # only where measured faster
+        from inkpack.compress.tucker_select import tucker_where_faster
+
+        backend, min_x = getattr(args, "tucker_backend", "torch"), getattr(args, "tucker_min_speedup", 1.0)
+        ch = tucker_where_faster(model, read_table(args.tucker_table), backend, min_x)
+        comp_extra["tucker_selection"] = {"table": str(args.tucker_table), "backend": backend, "min_speedup": min_x}
+        notes += [f"tucker {c.name}: {c.detail}" for c in ch]
+    elif "tucker" in recipe:
         ch = tucker.tucker_decompose(model, args.energy, method=args.tucker_method)
         notes += [f"tucker {c.name}: {c.detail}" for c in ch]
     if "svd" in recipe:
@@ -146,6 +206,8 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
                   "weights": "safetensors", "base_params": base_params}
     if half:
         comp["weights_dtype"] = "float16"
+    if preset:
+        comp["preset"] = preset
     if "kmeans" in recipe:
         bits = parse_bits(args.bits)
         lr = args.kmeans_lr or (None if args.kmeans_train == "latent" else args.lr / 3)

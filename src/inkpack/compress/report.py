@@ -103,8 +103,8 @@ def count_flops(model: nn.Module, example_inputs: Sequence[Any] | Any) -> float:
 
 def _timed_rounds(models: dict[str, nn.Module | Callable[..., Any]], example_inputs: Sequence[Any] | Any,
                   runs: int, warmup: int, threads: int) -> dict[str, list[float]]:
-    """ms of each forward pass after `warmup` rounds, the models run in turn within each round,
-    on `threads` CPU threads (restored after)."""
+    """ms of each forward pass after `warmup` rounds, the models run in turn within each round
+    (in a rotating order), on `threads` CPU threads (restored after)."""
     args = _as_args(example_inputs)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -114,8 +114,11 @@ def _timed_rounds(models: dict[str, nn.Module | Callable[..., Any]], example_inp
     times: dict[str, list[float]] = {name: [] for name in models}
     try:
         with torch.inference_mode():
+            names = list(models)
             for i in range(warmup + runs):
-                for name, m in models.items():
+                k = i % len(names)  # rotate the order: no model always runs first (it runs slow)
+                for name in names[k:] + names[:k]:
+                    m = models[name]
                     t0 = time.perf_counter()
                     m(*args)
                     if i >= warmup:

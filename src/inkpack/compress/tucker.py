@@ -97,13 +97,18 @@ def tucker_ranks(weight: Tensor, energy: float = 0.9, method: str = "energy") ->
 
 
 def tucker_skeleton(conv: nn.Conv2d, r_out: int, r_in: int) -> TuckerConv2d:
-    """The three convs with the right shapes (weights uninitialised), e.g. to load a checkpoint."""
+    """The three convs with the right shapes (weights uninitialised), e.g. to load a checkpoint;
+    channels-last like ``conv`` when its weight is."""
     kw = dict(device=conv.weight.device, dtype=conv.weight.dtype)
     first = nn.Conv2d(conv.in_channels, r_in, 1, bias=False, **kw)
     core = nn.Conv2d(r_in, r_out, conv.kernel_size, stride=conv.stride, padding=conv.padding,
                      dilation=conv.dilation, bias=False, padding_mode=conv.padding_mode, **kw)
     last = nn.Conv2d(r_out, conv.out_channels, 1, bias=conv.bias is not None, **kw)
-    return TuckerConv2d(first, core, last)
+    new = TuckerConv2d(first, core, last)
+    w = conv.weight
+    if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+        new.to(memory_format=torch.channels_last)  # as the conv it replaces (CNN-DBLSTM stacks are channels-last)
+    return new
 
 
 def decompose_conv(conv: nn.Conv2d, r_out: int, r_in: int, hooi_iters: int = 25) -> TuckerConv2d:

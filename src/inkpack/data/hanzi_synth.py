@@ -14,7 +14,17 @@ converted with ``y_img = 900 - y``) are distorted the way writers differ:
 5. random point dropping and sensor noise.
 
 Everything is drawn from the ``numpy.random.Generator`` passed in, so a sample is a pure
-function of its seed. A character's class index is ``label_offset + its position`` in
+function of its seed.
+
+Writers (``SynthConfig.writer_style``, issue 25): each sample is given one of ``writers``
+simulated writers, whose :class:`WriterStyle` (slant, rotation, proportions, speed, cursive
+joining, warp, stroke-order habits) is fixed across the characters they write and replaces the
+per-sample draws of those quantities. Each style dimension has a range (``STYLE_RANGES``);
+``style_split`` says which part writers draw from: ``train`` the inner part of every range,
+``heldout`` only the outer bands (``HELD_OUT`` of each range, half at each end), which no
+``train`` writer ever has: a writer-style split. Held-out writers keep the reference stroke
+order (order habits are measured by the perturbed-order validation, ``inkpack.data.ink_perturb``);
+``all`` draws from the whole ranges. A character's class index is ``label_offset + its position`` in
 ``gb2312_level1.txt``; the default offset 1 makes it the label of
 ``Alphabet(list(chars))`` (0 = the unused blank), the convention the deploy code uses
 for ``char`` models (build them with ``alphabet.num_classes`` = 3,756 outputs); use
@@ -25,18 +35,26 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from inkpack.data.ink import Ink
+from inkpack.data.ink_perturb import PerturbConfig, perturb_order
 from inkpack.data.ink_preprocess import PreprocessConfig, drop_points, preprocess
 from inkpack.errors import InkpackError
 
 Y_FLIP = 900.0
 VAL_SEED = 20240611
 _TRAIN, _VAL = 1, 2
+# the range of each writer-style dimension over all writers (speed: log-uniform, units / ms)
+STYLE_RANGES = {"slant": (-0.4, 0.4), "rotate_deg": (-12.0, 12.0), "aspect": (-0.3, 0.3),
+                "speed": (1.0, 6.0), "join_prob": (0.0, 0.5), "warp_amp": (6.0, 30.0),
+                "swap": (0.0, 0.1), "reverse": (0.0, 0.06)}
+HELD_OUT = 0.3  # share of each shape/dynamics range held out of training: its two outer bands
+ORDER_DIMS = ("swap", "reverse")
+STYLE_SPLITS = ("train", "heldout", "all")
 
 
 def load_medians(path: str | Path) -> dict[str, list[np.ndarray]]:
@@ -88,6 +106,45 @@ class SynthConfig:
     drop_max: float = 0.1
     noise: float = 1.5
     densify: float = 8.0
+    writer_style: bool = False  # per-writer styles (see the module doc)
+    writers: int = 200
+    style_split: str = "train"  # train | heldout | all
+
+
+@dataclass
+class WriterStyle:
+    """One simulated writer's habits (see ``STYLE_RANGES``)."""
+
+    slant: float = 0.0
+    rotate_deg: float = 0.0
+    aspect: float = 0.0
+    speed: float = 2.5
+    join_prob: float = 0.15
+    warp_amp: float = 14.0
+    swap: float = 0.0
+    reverse: float = 0.0
+
+
+def draw_style(rng: np.random.Generator, split: str = "train") -> WriterStyle:
+    """A writer's style: ``train`` writers draw the inner part of every range, ``heldout``
+    writers the outer bands only (and the reference stroke order), ``all`` the whole ranges."""
+    if split not in STYLE_SPLITS:
+        raise InkpackError(f"style_split must be one of {', '.join(STYLE_SPLITS)}, not {split!r}")
+    h = HELD_OUT / 2
+    vals = {}
+    for name, (lo, hi) in STYLE_RANGES.items():
+        u = rng.random()
+        if name in ORDER_DIMS:
+            u = 0.0 if split == "heldout" else u
+        elif split == "train":
+            u = h + u * (1 - 2 * h)
+        elif split == "heldout":  # [0, h) or (1 - h, 1]
+            u = u * h if u < 0.5 else 1 - (1 - u) * h
+        if name == "speed":
+            vals[name] = float(np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))))
+        else:
+            vals[name] = float(lo + u * (hi - lo))
+    return WriterStyle(**vals)
 
 
 def _affines(rng: np.random.Generator, n: int, rot_deg: float, shear: float, scale: float,
@@ -97,6 +154,10 @@ def _affines(rng: np.random.Generator, n: int, rot_deg: float, shear: float, sca
     sh = rng.uniform(-shear, shear, n)
     sc = np.exp(rng.uniform(-scale, scale, n))
     a = np.exp(rng.uniform(-aspect, aspect, n))
+    return _matrices(th, sh, sc, a)
+
+
+def _matrices(th: np.ndarray, sh: np.ndarray, sc: np.ndarray, a: np.ndarray) -> np.ndarray:
     c, s = np.cos(th), np.sin(th)
     sx, sy = sc * a, sc / a
     # [[c, -s], [s, c]] @ [[1, sh], [0, 1]] @ diag(sx, sy)
@@ -140,11 +201,18 @@ def _ligature(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, step: floa
 
 
 def synth(char_strokes: list[np.ndarray], rng: np.random.Generator,
-          cfg: SynthConfig | None = None, label: str | None = None) -> Ink:
-    """One handwriting-like sample of a character given its medians (image coordinates)."""
+          cfg: SynthConfig | None = None, label: str | None = None,
+          style: WriterStyle | None = None) -> Ink:
+    """One handwriting-like sample of a character given its medians (image coordinates),
+    written by ``style``'s writer when given (else with per-sample draws of ``cfg``)."""
     cfg = cfg or SynthConfig()
     if not char_strokes:
         raise InkpackError(f"synth: character {label!r} has no strokes")
+    if style is not None:
+        if style.swap or style.reverse:  # the writer's stroke-order habits, on the medians
+            habit = PerturbConfig(swap=style.swap, reverse=style.reverse, join=0.0)
+            char_strokes = [s[:, :2] for s in perturb_order(Ink.from_xy(char_strokes), rng, habit).strokes]
+        cfg = replace(cfg, warp_amp=style.warp_amp, join_prob=style.join_prob)
     lens = np.array([len(s) for s in char_strokes])
     pts = np.concatenate(char_strokes)
     ns = len(lens)
@@ -155,7 +223,12 @@ def synth(char_strokes: list[np.ndarray], rng: np.random.Generator,
     c = np.add.reduceat(pts, np.cumsum(lens) - lens) / lens[:, None]
     shift = rng.normal(0.0, cfg.stroke_shift, (ns, 2))
     q = np.einsum("nij,nj->ni", m[sid], pts - c[sid]) + (c + shift)[sid]
-    g = _affines(rng, 1, cfg.rotate_deg, cfg.shear, cfg.scale, cfg.aspect)[0]
+    if style is None:
+        g = _affines(rng, 1, cfg.rotate_deg, cfg.shear, cfg.scale, cfg.aspect)[0]
+    else:  # the writer's slant, rotation and proportions, a little jitter per sample
+        j = rng.normal(0.0, 1.0, 3)
+        g = _matrices(np.deg2rad([style.rotate_deg + 1.5 * j[0]]), np.array([style.slant + 0.03 * j[1]]),
+                      np.exp(rng.uniform(-cfg.scale, cfg.scale, 1)), np.exp([style.aspect + 0.03 * j[2]]))[0]
     q = (q - centre) @ g.T + centre
     # densify so that the warp can bend straight segments
     _, length, _ = _arclen(q, lens)
@@ -183,8 +256,9 @@ def synth(char_strokes: list[np.ndarray], rng: np.random.Generator,
     ns = len(lens)
     # timing: writer speed x per-stroke speed, bell-shaped profile with a random time warp
     _, length, _ = _arclen(q, lens)
-    v = np.exp(rng.uniform(np.log(cfg.speed[0]), np.log(cfg.speed[1]))
-               + rng.normal(0.0, cfg.stroke_speed, ns))
+    base = np.log(style.speed) + rng.normal(0.0, 0.1) if style is not None else \
+        rng.uniform(np.log(cfg.speed[0]), np.log(cfg.speed[1]))
+    v = np.exp(base + rng.normal(0.0, cfg.stroke_speed, ns))
     counts = np.where(length > 1e-9, np.maximum(2, np.rint(length / v / cfg.dt_ms)) + 1, 1)
     counts = counts.astype(np.int64)
     u = _ramps(counts)
@@ -217,12 +291,20 @@ class HanziSynthDataset:
     whatever the epoch and no training augmentation, so the validation set is fixed;
     the two seed streams never overlap. Item ``i`` shows ``chars[i % len(chars)]`` and has
     class ``label_offset + i % len(chars)``.
+
+    With ``synth_cfg.writer_style``, item ``i`` is written by writer
+    ``(seed, 3, i) -> [0, writers)`` (the same for every epoch) whose style comes from the seed
+    ``(seed, 4, writer)`` and ``synth_cfg.style_split``. ``perturb`` (a
+    :class:`~inkpack.data.ink_perturb.PerturbConfig`) changes the stroke order / direction of
+    every synthesised sample with its own seed ``(seed, 6, epoch, i)``, so that a perturbed
+    set shows the very samples of the unperturbed one with the same seed.
     """
 
     def __init__(self, medians: dict[str, list[np.ndarray]] | str | Path, chars: str,
                  per_class: int = 1, seed: int = 0, split: str = "train",
                  synth_cfg: SynthConfig | None = None,
-                 prep_cfg: PreprocessConfig | None = None, label_offset: int = 1) -> None:
+                 prep_cfg: PreprocessConfig | None = None, label_offset: int = 1,
+                 perturb: PerturbConfig | None = None) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be train or val, got {split!r}")
         self.medians = load_medians(medians) if isinstance(medians, (str, Path)) else medians
@@ -237,6 +319,10 @@ class HanziSynthDataset:
         self.epoch = 0
         self.synth_cfg = synth_cfg or SynthConfig()
         self.prep_cfg = prep_cfg or PreprocessConfig()
+        self.perturb = perturb if perturb is not None and perturb.active() else None
+        self._styles: dict[int, WriterStyle] = {}
+        if self.synth_cfg.writer_style and self.synth_cfg.writers < 1:
+            raise InkpackError(f"hanzi synth: writers must be at least 1, got {self.synth_cfg.writers}")
 
     @classmethod
     def validation(cls, medians: dict[str, list[np.ndarray]] | str | Path, chars: str,
@@ -259,7 +345,23 @@ class HanziSynthDataset:
             raise IndexError(i)
         ch = self.chars[i % len(self.chars)]
         rng = self._rng(i)
-        return synth(self.medians[ch], rng, self.synth_cfg, label=ch), rng
+        ink = synth(self.medians[ch], rng, self.synth_cfg, label=ch, style=self.style(i))
+        if self.perturb is not None:
+            ink = perturb_order(ink, np.random.default_rng([self.seed, 6, self.epoch, i]), self.perturb)
+        return ink, rng
+
+    def style(self, i: int) -> WriterStyle | None:
+        """The style of the writer of item ``i`` (None without ``writer_style``)."""
+        cfg = self.synth_cfg
+        if not cfg.writer_style:
+            return None
+        w = int(np.random.default_rng([self.seed, 3, i]).integers(cfg.writers))
+        if w not in self._styles:
+            self._styles[w] = draw_style(np.random.default_rng([self.seed, 4, w]), cfg.style_split)
+        return self._styles[w]
+
+    def char(self, i: int) -> str:
+        return self.chars[i % len(self.chars)]
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         ink, rng = self.ink(i)

@@ -1,5 +1,5 @@
 """The result of recognizing one input (:class:`Recognition`), shared by every recognizer:
-images (:mod:`inkpack.api`), ink (:mod:`inkpack.deploy.ink`), the command line and the server.
+images and ink (:mod:`inkpack.infer`), the command line and the server.
 Import it from :mod:`inkpack.api` (re-exported there)."""
 
 from __future__ import annotations

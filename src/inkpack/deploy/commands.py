@@ -1,4 +1,4 @@
-"""``inkpack export`` and ``inkpack serve`` (the lead wires these into ``inkpack.cli``).
+"""``inkpack export``, ``inkpack serve`` and ``inkpack web`` (the lead wires these into ``inkpack.cli``).
 
 Also runnable alone: ``python -m inkpack.deploy.commands serve --port 8000``.
 """
@@ -24,6 +24,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     facts = json.loads(sidecar_path(out).read_text(encoding="utf-8"))["onnx"]
     print(f"wrote {out} ({facts['bytes'] / 1e6:.2f} MB, {'int8' if facts['int8'] else 'fp32'}) "
           f"and {sidecar_path(out).name}")
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from inkpack.deploy.webbundle import build_web
+
+    char = None if args.no_ink else args.ink_model
+    m = build_web(args.out, char_model=char, line_model=args.model, with_line=not args.no_line)
+    sizes = ", ".join(f"{k} {v['name']} {v['bytes'] / 1e6:.2f} MB ({v['gz_bytes'] / 1e6:.2f} MB downloaded)"
+                      for k, v in m["models"].items())
+    print(f"wrote the web page to {args.out} (onnxruntime-web {m['runtime']['version']}, int8 models: "
+          f"{sizes or 'none'}); serve it with: python -m http.server -d {args.out}")
     return 0
 
 
@@ -62,17 +74,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from inkpack.decode.options import decoder_from_args
 
     token = args.token or os.environ.get("INKPACK_TOKEN") or None
+    web_models = None
+    if args.web_models:
+        from inkpack.deploy.webbundle import models_dir
+
+        web_models = models_dir(args.web_models)
     serve(args.host, args.port, args.model, args.ink_model, log_level=args.log_level, decoder=decoder_from_args(args),
           max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, token=token,
           allow_origins=tuple(args.allow_origin or ()), max_inflight=args.max_inflight,
           read_timeout=args.read_timeout, max_ink_points=args.max_ink_points,
-          max_page_lines=args.max_page_lines, seg_model=args.seg_model)
+          max_page_lines=args.max_page_lines, seg_model=args.seg_model, web_models=web_models)
     return 0
 
 
 def add_parsers(sub) -> None:
-    """Add the ``export`` and ``serve`` subcommands to an ``add_subparsers()`` object."""
+    """Add the ``export``, ``serve`` and ``web`` subcommands to an ``add_subparsers()`` object."""
     x = sub.add_parser("export", help="export a model to ONNX (optionally int8) for ONNX Runtime")
     x.add_argument("model", nargs="?", default=None, help="model path or name (default: the bundled model)")
     x.add_argument("--out", required=True, help="output .onnx file (a .onnx.json sidecar is written beside it)")
@@ -111,8 +128,22 @@ def add_parsers(sub) -> None:
     s.add_argument("--read-timeout", type=T.positive_float, default=30.0,
                    help="seconds for the request headers and, separately, the whole body, else 408/closed "
                         "(default: 30.0)")
+    s.add_argument("--web-models", metavar="DIR",
+                   help="on-device models for the web page (a folder written by `inkpack web --out DIR`): "
+                        "the page then recognizes in the browser, and on the server only if asked "
+                        "(default: none, the page uses the server)")
     add_decoder_options(s)
     s.set_defaults(fn=cmd_serve)
+
+    w = sub.add_parser("web", help="write the web page with on-device (in-browser) recognition as static files")
+    w.add_argument("--out", required=True, help="output folder (serve it with any static file server)")
+    w.add_argument("--ink-model", default="hanzi-lstm-char",
+                   help="ink model for the writing pad: a character or online line model, path or name "
+                        "(default: hanzi-lstm-char)")
+    w.add_argument("--model", help="line model: path or name (default: the bundled model)")
+    w.add_argument("--no-ink", action="store_true", help="no on-device ink model")
+    w.add_argument("--no-line", action="store_true", help="no on-device line model")
+    w.set_defaults(fn=cmd_web)
 
 
 def add_decoder_options(p) -> None:

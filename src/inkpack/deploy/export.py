@@ -19,10 +19,13 @@ What exports (``export_onnx``):
   ``inkpack.deploy.export_ink``.
 * MDLSTM: not feasible with a dynamic width. Its wavefront is a Python loop of H + W - 1
   steps inside a custom autograd function, which the tracer unrolls for the example size
-  only; ``export_onnx`` refuses it with that reason (see ``export_mdlstm_reason``).
+  only; ``export_onnx`` refuses it with that reason (its registry entry's ``no_export``).
+
+Which exporter runs is the architecture's ``exporter`` capability in its registry entry
+(:mod:`inkpack.models.registry`), found by the config's ``arch`` or the model's class.
 
 The sidecar ``OUT.json`` (e.g. ``model.onnx`` → ``model.onnx.json``) holds the model's
-config plus an ``onnx`` section; :mod:`inkpack.deploy.runtime` reads it.
+config plus an ``onnx`` section; :func:`inkpack.models.io.read_sidecar` reads it.
 """
 
 from __future__ import annotations
@@ -37,13 +40,8 @@ import torch
 from torch import nn
 
 from inkpack.deploy.export_base import OPSET, MaskedBiLSTM, torch_export
-from inkpack.deploy.export_ink import export_ink
 from inkpack.errors import InkpackError
-
-
-def sidecar_path(onnx_path: str | Path) -> Path:
-    p = Path(onnx_path)
-    return p.with_name(p.name + ".json")
+from inkpack.models.io import sidecar_path  # noqa: F401  (the sidecar belongs to the model-file format)
 
 
 class ExportCNNDBLSTM(nn.Module):
@@ -68,47 +66,32 @@ class ExportCNNDBLSTM(nn.Module):
         return m.fc(y).log_softmax(-1), lengths
 
 
-def export_mdlstm_reason() -> str:
-    return ("MDLSTM models cannot be exported to ONNX with a dynamic width: the 2D wavefront is a "
-            "Python loop of H + W - 1 steps in a custom autograd function, which the exporter "
-            "unrolls for the example size only; serve them with the PyTorch backend")
-
-
 def _load(model_path_or_module, config: dict | None) -> tuple[nn.Module, dict | None]:
     """The float graph: a model compressed with int8 is loaded before PyTorch quantizes it (the
     exporter cannot trace quantized LSTMs); ``export_onnx`` quantizes it in ONNX instead."""
     if isinstance(model_path_or_module, nn.Module):
         return copy.deepcopy(model_path_or_module).eval(), config
-    from inkpack.model_io import load_model
+    from inkpack.models.io import load_model
 
     path = None if model_path_or_module is None else str(model_path_or_module)  # None: the bundled model
     model, cfg, _ = load_model(path, int8=False)
     return model, (config or cfg)
 
 
-def _input_kind(model: nn.Module, config: dict | None) -> str:
-    from inkpack.models import REGISTRY
+def _exporter(model: nn.Module, config: dict | None):
+    """(input kind, exporter function) of the model's architecture, or a one-line refusal."""
+    from inkpack.models.registry import load_capability, spec_for
 
-    if config and config.get("arch") in REGISTRY:
-        return REGISTRY[config["arch"]].input_kind
-    from inkpack.models.cnn_dblstm import CNNDBLSTM
-
-    if isinstance(model, CNNDBLSTM):
-        return "image"
-    try:
-        from inkpack.models.online import LSTMChar, OnlineBLSTM
-    except ImportError:  # pragma: no cover - the online models are optional
-        return type(model).__name__
-    if isinstance(model, LSTMChar):
-        return "char"
-    return "ink" if isinstance(model, OnlineBLSTM) else type(model).__name__
+    spec = spec_for(model, config)
+    if spec is None:
+        raise InkpackError(f"ONNX export: no exporter for {type(model).__name__} (not a registered architecture)")
+    if spec.exporter is None:
+        raise InkpackError(spec.no_export or f"ONNX export: no exporter for architecture {spec.name!r}")
+    return spec.input_kind, load_capability(spec.exporter)
 
 
-def _export_image(model: nn.Module, path: Path) -> dict:
-    from inkpack.models.cnn_dblstm import CNNDBLSTM
-
-    if not isinstance(model, CNNDBLSTM):
-        raise InkpackError(f"ONNX export: no exporter for image model {type(model).__name__}")
+def export_cnn_dblstm(model: nn.Module, path: Path) -> dict:
+    """The CNN-DBLSTM exporter (registry capability of vgg-, darknet- and gated-dblstm)."""
     wrapper = ExportCNNDBLSTM(model).eval()
     h = model.height
     wf = model.width_factor
@@ -129,7 +112,7 @@ def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False
                 config: dict | None = None, reduce_range: bool = True) -> Path:
     """Write ``out`` (ONNX) and ``out + '.json'`` (config + export facts); return ``out``.
 
-    ``model_path_or_module``: a model path/name for ``model_io.load_model``, or an ``nn.Module``
+    ``model_path_or_module``: a model path/name for ``models.io.load_model``, or an ``nn.Module``
     (then pass ``config`` so the runtime knows the alphabet and preprocessing).
     """
     from inkpack.jsonio import check_output_file, dumps
@@ -142,18 +125,10 @@ def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False
     model, cfg = _load(model_path_or_module, config)
     int8 = int8 or bool(((cfg or {}).get("compression") or {}).get("int8"))  # int8 models stay int8
     out.parent.mkdir(parents=True, exist_ok=True)
-    if any("MDLSTM" in type(m).__name__ for m in model.modules()):
-        raise InkpackError(export_mdlstm_reason())
-    kind = _input_kind(model, cfg)
+    kind, exporter = _exporter(model, cfg)
     with tempfile.TemporaryDirectory(prefix="inkpack-onnx-") as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        if kind == "image":
-            facts = _export_image(model, fp32)
-        elif kind in ("ink", "char"):
-
-            facts = export_ink(model, fp32, kind)
-        else:
-            raise InkpackError(f"ONNX export: unsupported model kind {kind!r}")
+        facts = exporter(model, fp32)
         if int8:
             from inkpack.compress.quantize import onnx_quantize_int8
 
@@ -164,7 +139,7 @@ def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False
     side = dict(cfg or {})
     side["onnx"] = facts
     if "trained_on" in side or "compression" in side:
-        from inkpack.model_io import portable_config
+        from inkpack.models.io import portable_config
 
         side = portable_config(side)
     sidecar_path(out).write_text(dumps(side, indent=2) + "\n", encoding="utf-8")

@@ -7,6 +7,7 @@
   trace-safe subsampling. Outputs ``log_probs [T', B, K]`` and ``lengths [B]``.
 
 Inputs are ``features [B, T, F]`` float32 and ``lengths [B]`` int64; batch and T are dynamic.
+Each architecture names its exporter in its registry entry (:mod:`inkpack.models.registry`).
 """
 
 from __future__ import annotations
@@ -53,21 +54,26 @@ class ExportOnlineBLSTM(nn.Module):
         return m.fc(y).log_softmax(-1), out_len
 
 
-def export_ink(model: nn.Module, path: Path, kind: str) -> dict:
+def _export(wrap: type[nn.Module], model: nn.Module, path: Path, outs: list[str], dyn: dict) -> dict:
+    """Trace ``wrap(model)`` on two sequences of mixed lengths (the general graph)."""
     f = int(getattr(model, "in_features", 6))
     lengths = torch.tensor([23, 14])
     feats = torch.randn(2, 23, f)
     feats[1, 14:] = 0
-    if kind == "char":
-        wrapper, outs = ExportLSTMChar(model), ["log_probs"]
-        dyn = {"features": {0: "batch", 1: "points"}, "lengths": {0: "batch"}, "log_probs": {0: "batch"}}
-    elif hasattr(model, "subsample") and hasattr(model, "lstm"):
-        wrapper, outs = ExportOnlineBLSTM(model), ["log_probs", "lengths_out"]
-        dyn = {"features": {0: "batch", 1: "points"}, "lengths": {0: "batch"},
-               "log_probs": {0: "frames", 1: "batch"}, "lengths_out": {0: "batch"}}
-    else:
-        raise InkpackError(f"ONNX export: no exporter for ink model {type(model).__name__}")
-    torch_export(wrapper.eval(), (feats, lengths), path, input_names=["features", "lengths"],
-                  output_names=outs, dynamic_axes=dyn)
+    torch_export(wrap(model).eval(), (feats, lengths), path, input_names=["features", "lengths"],
+                 output_names=outs, dynamic_axes=dyn)
     return {"inputs": ["features", "lengths"], "outputs": outs, "in_features": f,
             "subsample": int(getattr(model, "subsample", 1)), "exact_mixed_lengths": True}
+
+
+def export_lstm_char(model: nn.Module, path: Path) -> dict:
+    """The ``lstm-char`` exporter (registry capability): ``log_probs [B, classes]``."""
+    dyn = {"features": {0: "batch", 1: "points"}, "lengths": {0: "batch"}, "log_probs": {0: "batch"}}
+    return _export(ExportLSTMChar, model, path, ["log_probs"], dyn)
+
+
+def export_online_blstm(model: nn.Module, path: Path) -> dict:
+    """The ``online-blstm`` exporter (registry capability): ``log_probs [T', B, K]``, ``lengths_out``."""
+    dyn = {"features": {0: "batch", 1: "points"}, "lengths": {0: "batch"},
+           "log_probs": {0: "frames", 1: "batch"}, "lengths_out": {0: "batch"}}
+    return _export(ExportOnlineBLSTM, model, path, ["log_probs", "lengths_out"], dyn)

@@ -97,7 +97,8 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
                max_pixels: int = 40_000_000, max_batch: int = 16, max_wait_ms: float = 5.0,
                max_ink_points: int = 100_000, decoder=None, token: str | None = None,
                allow_origins=(), allowed_hosts=None, max_inflight: int = 64,
-               read_timeout: float = 30.0, max_page_lines: int = 2000, seg_model=None) -> FastAPI:
+               read_timeout: float = 30.0, max_page_lines: int = 2000, seg_model=None,
+               web_models=None) -> FastAPI:
     """``model``: a line recognizer from ``inkpack.api.load`` or a path (None → the bundled model);
     ``ink_model``: the same for ink (None → the ink endpoint answers 404 with how to load one);
     ``decoder``: a :class:`inkpack.decode.beam.Decoder` (or its options dict) for the line models
@@ -106,7 +107,9 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
     service's own; ``allowed_hosts``: accepted ``Host`` names (None = any); ``max_inflight``:
     recognition requests at a time before 503; ``read_timeout``: seconds for the whole body;
     ``max_ink_points``: pen points per ink request (all samples); ``max_page_lines``: TextLines per page;
-    ``seg_model``: the page segmenter for a page image sent alone (None → models/hooker-segment)."""
+    ``seg_model``: the page segmenter for a page image sent alone (None → models/hooker-segment);
+    ``web_models``: a folder with the page's on-device models (``manifest.json``, from ``inkpack web``),
+    served at ``/web/models/`` (None → none: the page recognizes on the server)."""
     line, ink = _models(model, ink_model)
     _set_decoder(decoder, line, ink)
     batchers = {
@@ -217,6 +220,12 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
     async def index() -> FileResponse:
         return FileResponse(WEB / "index.html", media_type="text/html")
 
+    @app.get("/sw.js", include_in_schema=False)
+    async def service_worker() -> FileResponse:  # at the root: its scope is the whole page
+        return FileResponse(WEB / "sw.js", media_type="text/javascript")
+
+    if web_models is not None:
+        app.mount("/web/models", StaticFiles(directory=Path(web_models)), name="web-models")
     app.mount("/web", StaticFiles(directory=WEB), name="web")
     if local_docs:
         _local_docs(app, local_docs)
@@ -247,8 +256,8 @@ def _local_docs(app: FastAPI, assets: Path) -> None:
 
 
 def _line_height(rec) -> int | None:
-    """The input height of a line recognizer (``ImageRecognizer.rec.height``), if it has one."""
-    h = getattr(getattr(rec, "rec", None), "height", None)
+    """The input height of a line recognizer (``Recognizer.height``), if it has one."""
+    h = getattr(rec, "height", None)
     return int(h) if isinstance(h, int) and h > 0 else None
 
 

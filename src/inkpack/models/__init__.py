@@ -1,6 +1,6 @@
 """Named architectures. Importing this package registers the built-in ones."""
 
-from inkpack.models.registry import REGISTRY, ModelSpec, build_model, register
+from inkpack.models.registry import REGISTRY, ModelSpec, build_model, declare, register, spec_for
 
 from inkpack.models import cnn_dblstm as _cnn_dblstm  # noqa: F401,E402  (registers)
 from inkpack.models import gated as _gated  # noqa: F401,E402  (registers)
@@ -14,4 +14,4 @@ try:
 except ImportError:  # pragma: no cover
     pass
 
-__all__ = ["REGISTRY", "ModelSpec", "build_model", "register"]
+__all__ = ["REGISTRY", "ModelSpec", "build_model", "declare", "register", "spec_for"]

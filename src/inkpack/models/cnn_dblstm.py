@@ -126,7 +126,18 @@ class CNNDBLSTM(nn.Module):
         return self.fc(y), lengths
 
 
-@register("vgg-dblstm", "image", "teacher: VGG 3x3 conv stack + 2-layer BLSTM (seed 003/004)")
+# what every CNN-DBLSTM architecture can do (see inkpack.models.registry); gated-dblstm's gates
+# have no packed pass, so it takes these without ``packing``
+CNN_DBLSTM_CAPABILITIES = {
+    "model_class": CNNDBLSTM,
+    "packing": "inkpack.packing.cnn",
+    "exporter": "inkpack.deploy.export:export_cnn_dblstm",
+    "preprocess": "inkpack.infer.preprocess:prepare_image",
+}
+
+
+@register("vgg-dblstm", "image", "teacher: VGG 3x3 conv stack + 2-layer BLSTM (seed 003/004)",
+          **CNN_DBLSTM_CAPABILITIES)
 def vgg_dblstm(num_classes: int, **opts) -> CNNDBLSTM:
     return CNNDBLSTM(num_classes, VGG_CFG, **opts)
 
@@ -153,7 +164,8 @@ def with_width_factor(cfg, factor: int):
     return out
 
 
-@register("darknet-dblstm", "image", "compact student: DarkNet 3x3/1x1 stack + 2-layer BLSTM")
+@register("darknet-dblstm", "image", "compact student: DarkNet 3x3/1x1 stack + 2-layer BLSTM",
+          **CNN_DBLSTM_CAPABILITIES)
 def darknet_dblstm(num_classes: int, width: float = 1.0, pool_widths: int = 4, **opts) -> CNNDBLSTM:
     """``width`` scales the conv channels (0.5: a half-width student for the same DBLSTM head);
     ``pool_widths``: the width reduction, i.e. one CTC frame per that many input columns."""

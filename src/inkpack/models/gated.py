@@ -4,7 +4,7 @@ dropout in the upper blocks, feeding the same BLSTM head as the other CNN-DBLSTM
 
 from __future__ import annotations
 
-from inkpack.models.cnn_dblstm import CNNDBLSTM, scale_channels, with_width_factor
+from inkpack.models.cnn_dblstm import CNN_DBLSTM_CAPABILITIES, CNNDBLSTM, scale_channels, with_width_factor
 from inkpack.models.registry import register
 from inkpack.nn.gated import GatedConvStack
 
@@ -17,7 +17,8 @@ GATED_CFG = [
 ]
 
 
-@register("gated-dblstm", "image", "gated convolutions (Bluche & Messina 2017) + 2-layer BLSTM")
+@register("gated-dblstm", "image", "gated convolutions (Bluche & Messina 2017) + 2-layer BLSTM",
+          **{k: v for k, v in CNN_DBLSTM_CAPABILITIES.items() if k != "packing"})
 def gated_dblstm(num_classes: int, width: float = 1.0, pool_widths: int = 4, **opts) -> CNNDBLSTM:
     cfg = scale_channels(GATED_CFG, width)
     if pool_widths != 4:

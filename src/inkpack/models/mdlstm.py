@@ -184,10 +184,20 @@ class MDLSTMNet(nn.Module):
         return self.head(x, h), w
 
 
+# why export_onnx refuses this architecture (its registry entry has no exporter)
+NO_EXPORT = ("MDLSTM models cannot be exported to ONNX with a dynamic width: the 2D wavefront is a "
+             "Python loop of H + W - 1 steps in a custom autograd function, which the exporter "
+             "unrolls for the example size only; serve them with the PyTorch backend")
+
+
 @register(
     "mdlstm",
     "image",
     "MDLSTM (Graves & Schmidhuber 2008; 4 directions, wavefront), dropout on LSTM outputs (Pham et al. 2014)",
+    model_class=MDLSTMNet,
+    packing="inkpack.packing.mdlstm",
+    no_export=NO_EXPORT,
+    preprocess="inkpack.infer.preprocess:prepare_image",
     hidden=[2, 10, 50],
     conv_features=[6, 20],
     block=[2, 2],

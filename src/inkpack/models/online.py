@@ -12,6 +12,9 @@
   ``forward(features [B, T, F], lengths [B]) -> (logits [T', B, K], out_lengths [B])``
   with optional temporal subsampling by stacking ``subsample`` consecutive frames
   (``T' = ceil(T / subsample)``), which cuts the LSTM's sequential steps by that factor.
+
+Both declare their exporter (:mod:`inkpack.deploy.export_ink`) and their preprocessing
+(:func:`inkpack.infer.ink_preprocess.prepare_ink`) in their registry entries.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from inkpack.errors import InkpackError
 from inkpack.models.registry import register
+
+PREPARE_INK = "inkpack.infer.ink_preprocess:prepare_ink"  # any ink input -> features (the preprocess capability)
 
 
 def _check(features: torch.Tensor, lengths: torch.Tensor | None, in_features: int
@@ -112,6 +117,7 @@ class OnlineBLSTM(nn.Module):
 
 @register("lstm-char", "char",
           "seed 001 baseline: LSTM(100)-LSTM(512)-FC(512)-FC(classes), last-step pooling",
+          model_class=LSTMChar, exporter="inkpack.deploy.export_ink:export_lstm_char", preprocess=PREPARE_INK,
           in_features=6, hidden1=100, hidden2=512, fc=512, pool="last", dropout=0.0)
 def lstm_char(num_classes: int, **opts) -> LSTMChar:
     return LSTMChar(num_classes, **opts)
@@ -119,6 +125,7 @@ def lstm_char(num_classes: int, **opts) -> LSTMChar:
 
 @register("online-blstm", "ink",
           "BLSTM-CTC over point features (x, y, dx, dy, pen_down, pen_up), optional subsampling",
-          in_features=6, hidden=128, layers=3, subsample=1, dropout=0.0)
+          model_class=OnlineBLSTM, exporter="inkpack.deploy.export_ink:export_online_blstm",
+          preprocess=PREPARE_INK, in_features=6, hidden=128, layers=3, subsample=1, dropout=0.0)
 def online_blstm(num_classes: int, **opts) -> OnlineBLSTM:
     return OnlineBLSTM(num_classes, **opts)

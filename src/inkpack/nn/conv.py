@@ -15,7 +15,7 @@ shift, bias or LeakyReLU made it non-zero, and pooling windows straddle the true
 pads in width and to ``-inf`` before every pooling wider than one column: each example
 then sees exactly what it sees alone. ``ConvStack.forward(x, widths)`` does this for padded
 batches (at inference only the few cells that reach real ones, :func:`run_halo`; while the
-ONNX exporter traces, the masks go into the graph); :mod:`inkpack.packed_cnn` does it for
+ONNX exporter traces, the masks go into the graph); :mod:`inkpack.packing.cnn` does it for
 packed canvases with its own mask.
 """
 

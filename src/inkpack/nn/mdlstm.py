@@ -59,7 +59,11 @@ class _Pool:
         with self.lock:
             fits = [(t.numel(), i) for i, t in enumerate(self.free)
                     if t.dtype == dtype and t.device == device and t.numel() >= numel]
-            buf = self.free.pop(min(fits)[1]) if fits else torch.empty(numel, dtype=dtype, device=device)
+            if fits:
+                buf = self.free.pop(min(fits)[1])
+            else:  # never an inference tensor: a later forward outside inference_mode reuses it
+                with torch.inference_mode(False):
+                    buf = torch.empty(numel, dtype=dtype, device=device)
             buf._inkpack_takes = getattr(buf, "_inkpack_takes", 0) + 1
             return buf
 

@@ -7,11 +7,13 @@ the cBAD baseline measure.
     lines = segment_page("page.jpg", seg)      # Line(baseline, polygon, region, order)
     page = recognize_page("page.jpg", seg, inkpack.load())
     print(page.text)                           # lines in reading order, joined by newlines
-    xml = page_to_pagexml(page.lines, (page.width, page.height), page.texts, page.confidences)
+    xml = page_to_pagexml(page.lines, (page.width, page.height), page.texts, page.confidences,
+                          glyphs=page.glyphs, turns=page.turns)   # words and glyphs with confidences
 """
 
 from inkpack.segment.output import page_to_alto, page_to_pagexml
-from inkpack.segment.page import PageResult, Segmenter, recognize_page, segment_page
+from inkpack.segment.page import Glyph, PageResult, Segmenter, recognize_page, segment_page
 from inkpack.segment.postprocess import Line
 
-__all__ = ["Line", "PageResult", "Segmenter", "page_to_alto", "page_to_pagexml", "recognize_page", "segment_page"]
+__all__ = ["Glyph", "Line", "PageResult", "Segmenter", "page_to_alto", "page_to_pagexml", "recognize_page",
+           "segment_page"]

@@ -88,7 +88,7 @@ def save_segmenter(model: nn.Module, config: dict, stem: str | os.PathLike) -> P
 
 def resolve_stem(path: str | os.PathLike | None) -> Path:
     """A stem, .json or .safetensors path, or a bundled model name (default ``hooker-segment``)."""
-    from inkpack.model_io import models_dir
+    from inkpack.models.io import models_dir
 
     p = Path(path) if path is not None else Path(DEFAULT)
     if p.suffix in (".json", ".safetensors"):

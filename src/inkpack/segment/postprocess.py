@@ -6,8 +6,10 @@ to one point per column (probability-weighted mean row); collinear fragments are
 A line's polygon follows the line-region map in each column around its baseline, capped
 by the neighbouring baselines (or a band from the median line spacing where the map is
 empty). Lines go to the region component that holds their baseline (orphans form their
-own regions); regions are read top to bottom, side-by-side ones left to right, and lines
-within a region the same way.
+own regions); regions are read top to bottom, side-by-side ones left to right; within a
+region, of two lines that share columns the upper one (there) comes first (an interlinear
+insertion before the line it is written over, slanted lines kept in order), and lines side by
+side are read left to right.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ class Params:
     min_length: int = 14       # map px: shorter baselines are dropped (tuned on train pages)
     join_gap: float = 0.8      # join fragments up to this many line spacings apart ...
     join_dy: float = 0.2       # ... whose ends differ by at most this many spacings in y
-    pad_x: float = 0.15        # polygon reaches this many spacings beyond the baseline ends
+    pad_x: float = 0.1         # polygon reaches this many spacings beyond the baseline ends
     extend: float = 0.0        # baselines are lengthened by this many map px at each end
-    cap_up: float = 0.9        # a polygon reaches at most this fraction of the gap to the baseline above
-    cap_down: float = 0.55     # ... and of the gap to the baseline below
+    cap_up: float = 0.8        # a polygon reaches at most this fraction of the gap to the baseline above
+    cap_down: float = 0.3      # ... and of the gap to the baseline below
     min_up: float = 0.3        # and at least this many line spacings above its baseline
     min_down: float = 0.1      # ... and below it
 
@@ -171,7 +173,9 @@ def simplify(pts: np.ndarray, step: float = 4.0) -> np.ndarray:
 def line_polygon(base: np.ndarray, Y: np.ndarray, i: int, line_mask: np.ndarray, runs: tuple,
                  spacing: float, p: Params = Params()) -> np.ndarray:
     """Polygon around baseline ``i``: the line map's vertical run at its baseline in each column,
-    capped at 0.9 of the gap to the baseline above and 0.55 of the gap to the one below."""
+    capped at ``cap_up`` of the gap to the baseline above and ``cap_down`` of the gap to the one
+    below (tighter caps keep the neighbours' ascenders and descenders out of the crop: chosen on
+    the val pages, page CER 24.9% -> 24.1%)."""
     h, w = line_mask.shape
     pad = p.pad_x * spacing
     xs = np.arange(max(0.0, base[0, 0] - pad), min(w - 1.0, base[-1, 0] + pad) + 1, 2.0)
@@ -218,6 +222,25 @@ def _before(a: tuple, b: tuple, overlap: float = 0.3) -> int:
 
 def order_boxes(boxes: list[tuple], overlap: float = 0.3) -> list[int]:
     return sorted(range(len(boxes)), key=functools.cmp_to_key(lambda i, j: _before(boxes[i], boxes[j], overlap)))
+
+
+def _line_before(a: np.ndarray, b: np.ndarray, spacing: float) -> int:
+    """Reading-order comparison of two baselines of a region: one above the other where they
+    share columns (mean baseline y there); side by side, left first when their bands
+    (0.5 spacing above the baseline) overlap by half, else top first."""
+    x0, x1 = max(a[0, 0], b[0, 0]), min(a[-1, 0], b[-1, 0])
+    if x1 - x0 >= 1:
+        xs = np.linspace(x0, x1, 8)
+        d = float(np.mean(np.interp(xs, a[:, 0], a[:, 1]) - np.interp(xs, b[:, 0], b[:, 1])))
+        if abs(d) > 0.25 * spacing:
+            return -1 if d < 0 else 1
+    box = lambda p: (p[0, 0], p[:, 1].min() - 0.5 * spacing, p[-1, 0], p[:, 1].max())  # noqa: E731
+    return _before(box(a), box(b), 0.5)
+
+
+def order_lines(bases: list[np.ndarray], spacing: float) -> list[int]:
+    """Indices of the baselines of one region in reading order (:func:`_line_before`)."""
+    return sorted(range(len(bases)), key=functools.cmp_to_key(lambda i, j: _line_before(bases[i], bases[j], spacing)))
 
 
 def group_regions(bases: list[np.ndarray], region_mask: np.ndarray | None, spacing: float) -> list[int]:
@@ -282,9 +305,7 @@ def maps_to_lines(maps: np.ndarray, to_page: float = 1.0, p: Params = Params(),
     lines = []
     for r, gi in enumerate(order_boxes([box(groups[g]) for g in gkeys])):
         idx = groups[gkeys[gi]]
-        lboxes = [(bases[i][0, 0], bases[i][:, 1].min() - 0.5 * spacing, bases[i][-1, 0], bases[i][:, 1].max())
-                  for i in idx]
-        for k in order_boxes(lboxes, overlap=0.5):
+        for k in order_lines([bases[i] for i in idx], spacing):
             i = idx[k]
             lines.append(Line(baseline=(simplify(bases[i]) + offset) * to_page,
                               polygon=(polys[i] + offset) * to_page, region=r, order=len(lines),

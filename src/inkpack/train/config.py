@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from inkpack.errors import ConfigError
+from inkpack.jsonio import read_text
 
 BATCHING = ("pad-max", "pad-min", "pack")
 SYNC = ("ddp", "bmuf")
@@ -80,6 +81,10 @@ class TrainConfig:
     def from_yaml(cls, path: str, **overrides) -> "TrainConfig":
         """The config in ``path`` (paths resolved relative to it), then ``overrides`` (not None)."""
         data = read_yaml_mapping(path)
+        task = data.pop("task", "lines")  # the YAML's task chose this trainer (cli.train_task)
+        if task != "lines":
+            raise ConfigError(f"{path}: task is {task!r}, a config for `inkpack train --task {task}`, "
+                              f"not for the line-image trainer")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -140,17 +145,9 @@ class TrainConfig:
 # ---------------------------------------------------------------------- shared helpers
 def read_yaml_mapping(path: str) -> dict:
     """A YAML file holding a mapping, or a one-line ``ConfigError`` naming the file."""
+    text = read_text(path, ConfigError, "a YAML config file")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, expected a YAML config file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (invalid UTF-8); expected a YAML config") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if data is None:

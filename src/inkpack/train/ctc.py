@@ -27,7 +27,7 @@ def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, batch: Batch) -> torch
 def run_model(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded or packed forward pass of an image model on ``batch``."""
     if batch.packing is not None:
-        from inkpack.packed_forward import packed_forward
+        from inkpack.packing import packed_forward
 
         return packed_forward(model, batch)
     return model(batch.images, batch.heights, batch.widths)

@@ -8,6 +8,14 @@
   step, each class is seen too rarely and the model stayed at chance in a 20-minute run.
 * task ``line``: ``online-blstm`` on an IAM-OnDB ``.npz`` with CTC, validated by greedy
   CER/WER on another ``.npz``.
+* fine-tuning (``init_from``, either task): a fresh run starts from a trained model's weights,
+  architecture, options and preprocessing (``arch``, ``options`` and ``preprocessing`` of the
+  config override them); the alphabet is the model's, resized for the data (``init_resize``:
+  union adds the data's new characters, whose output rows start fresh while the old rows are
+  copied, so the old characters' outputs are unchanged; new; fail). Such a run validates once
+  before its first step (``step`` 0 of the history): the source model's score on the run's
+  validation data. Character data from ``.pot`` files: ``train`` (see
+  :mod:`inkpack.train.ink_data`).
 
 The guarantees of :mod:`inkpack.train.loop`: the batch order of epoch ``e`` and the
 augmentation of every sample are pure functions of ``(seed, e, index)``; the checkpoint
@@ -33,22 +41,18 @@ from tqdm import tqdm
 from inkpack.data.alphabet import Alphabet
 from inkpack.errors import ConfigError, InkpackError
 from inkpack.metrics import ErrorCounts
-from inkpack.model_io import save_model
 from inkpack.models import REGISTRY, build_model
-from inkpack.train.checkpoint import (
-    atomic_save,
-    load_checkpoint,
-    rng_state,
-    set_rng_state,
-)
+from inkpack.train.base import TrainerBase
+from inkpack.train.checkpoint import load_checkpoint
 from inkpack.train.config import check_types, read_yaml_mapping, resolve_paths
 from inkpack.train.ctc import needed_frames
 from inkpack.train.ink_data import InkData, pad_features, prep_config
-from inkpack.train.schedule import warmup_cosine
+from inkpack.train.ink_options import check_combinations, check_init_kind
 
 HANZI = "../shared/data/hanzi"
 DEFAULT_ARCH = {"char": "lstm-char", "line": "online-blstm"}
-PATH_FIELDS = ("train", "val", "out", "medians", "charset")  # relative to the YAML config's folder
+PATH_FIELDS = ("train", "val", "out", "medians", "charset", "init_from")  # relative to the YAML config's folder
+LINE_DATA = ("../shared/data/iamondb/train.npz", "../shared/data/iamondb/val.npz")  # line task defaults
 STATE = ("epoch", "step_in_epoch", "global_step", "history", "best", "elapsed", "run_loss", "skipped")
 
 
@@ -69,9 +73,20 @@ class InkTrainConfig:
     class_schedule: list = field(default_factory=list)
     val_per_class: int = 1
     synth: dict = field(default_factory=dict)  # SynthConfig overrides
-    # line data
-    train: str = "../shared/data/iamondb/train.npz"
-    val: str | None = "../shared/data/iamondb/val.npz"
+    # validations beside the synthetic one: writer (held-out writer styles), order (perturbed
+    # stroke order / direction, rates ``val_perturb`` over PerturbConfig's defaults)
+    extra_val: list[str] = field(default_factory=list)
+    val_perturb: dict = field(default_factory=dict)
+    order_augment: dict = field(default_factory=dict)  # training: PerturbConfig rates (empty = off)
+    # data: line task .npz (default: IAM-OnDB's, LINE_DATA); char task: empty = synthetic, or
+    # .pot characters (a file or a folder); val: empty = the task's default, null = none
+    train: str = ""
+    val: str | None = ""
+    # fine-tuning: a trained model to start from (fresh runs), the tensor-name prefixes to take
+    # (default all), and what to do with characters it lacks (union | new | fail)
+    init_from: str | None = None
+    init_layers: list[str] | None = None
+    init_resize: str = "union"
     limit: int | None = None
     val_limit: int | None = None
     # optimisation
@@ -111,22 +126,35 @@ class InkTrainConfig:
         return cfg
 
 
-class InkTrainer(InkData):
+class InkTrainer(InkData, TrainerBase):
+    """The ink trainer on :class:`~inkpack.train.base.TrainerBase` (its loop, step, checkpoint)."""
+
+    STATE = {k: k for k in STATE}
+
     def __init__(self, cfg: InkTrainConfig) -> None:
         if cfg.task not in DEFAULT_ARCH:
             raise InkpackError(f"--task must be char or line, not {cfg.task!r}")
-        cfg.arch = cfg.arch or DEFAULT_ARCH[cfg.task]
+        check_combinations(cfg)
+        if cfg.task == "line":
+            cfg.train = cfg.train or LINE_DATA[0]
+            cfg.val = LINE_DATA[1] if cfg.val == "" else cfg.val
+        self.init = None
+        if cfg.init_from:
+            from inkpack.train.warm_start import read_init
+
+            self.init = read_init(cfg.init_from, cfg.init_layers, cfg.init_resize)
+            check_init_kind(cfg, self.init.config)
+        src = self.init.config if self.init else {}
+        cfg.arch = cfg.arch or src.get("arch") or DEFAULT_ARCH[cfg.task]
         kind = REGISTRY[cfg.arch].input_kind if cfg.arch in REGISTRY else None
         if kind != ("char" if cfg.task == "char" else "ink"):
             raise InkpackError(f"task {cfg.task}: architecture {cfg.arch!r} does not fit "
                                f"(use {DEFAULT_ARCH[cfg.task]} or another of its input kind)")
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
+        # a warm start keeps its model's options (same architecture) and preprocessing
+        self.src_options = dict(src.get("options") or {}) if src.get("arch") == cfg.arch else {}
         self.cfg = cfg
-        self.pcfg = prep_config(cfg.task, cfg.preprocessing)
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.ckpt_path = self.out / "last.pt"
+        self.pcfg = prep_config(cfg.task, cfg.preprocessing, src.get("preprocessing") if src else None)
+        self._init_out(cfg)
         self._chunk: tuple[int, int, list] | None = None  # (epoch, chunk index, batches)
         self._orders: dict[int, list[list[int]]] = {}
 
@@ -138,29 +166,23 @@ class InkTrainer(InkData):
             (self.out / "skipped.txt").unlink()
         self.skipped, self.val_skipped = 0, 0
         self.alphabet = Alphabet.from_dict(ckpt["alphabet"]) if ckpt else None
+        if ckpt:
+            self.init = None  # a resumed run already holds the warm-started weights
         self._load_char() if cfg.task == "char" else self._load_line()
         if not self.val_items and cfg.task == "char":
             raise InkpackError("char training: the validation set is empty")
-        self.options = {**REGISTRY[cfg.arch].defaults, **cfg.options}
+        self.options = {**REGISTRY[cfg.arch].defaults, **self.src_options, **cfg.options}
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.arch, self.alphabet.num_classes, **self.options)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps = [sum(self._steps_in(e)) for e in range(cfg.epochs)]
-        total = max(1, sum(steps))
-        warm = min(cfg.warmup_steps, total // 4 + 1)
-        self.sched = warmup_cosine(self.opt, warm, total)
-        self.epoch, self.step_in_epoch, self.global_step, self.history = 0, 0, 0, []
-        self.best, self.elapsed, self.run_loss = None, 0.0, (0.0, 0)
-        if cfg.fold_input_norm and not ckpt:
+        self._init_optim(sum(sum(self._steps_in(e)) for e in range(cfg.epochs)))
+        self.best = None
+        if cfg.fold_input_norm and not ckpt and self.init is None:
             self._fold_input_norm()
+        if self.init is not None:
+            self._say(self.init.apply(self.model))
         if ckpt:
-            self.model.load_state_dict(ckpt["model"])
-            self.opt.load_state_dict(ckpt["optimizer"])
-            self.sched.load_state_dict(ckpt["scheduler"])
-            set_rng_state(ckpt["rng"])
-            for k in STATE:
-                setattr(self, k, ckpt[k])
-            tqdm.write(f"resumed from {self.ckpt_path}: epoch {self.epoch + 1}, step {self.step_in_epoch}")
+            self.restore(ckpt)
+            self._said_resumed()
 
     @torch.no_grad()
     def _fold_input_norm(self, n: int = 200) -> None:
@@ -181,18 +203,16 @@ class InkTrainer(InkData):
             w /= sd
             b -= w @ m
 
-    def save(self) -> None:
-        atomic_save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                     "scheduler": self.sched.state_dict(), "rng": rng_state(),
-                     "alphabet": self.alphabet.to_dict(), "config": asdict(self.cfg),
-                     **{k: getattr(self, k) for k in STATE}}, self.ckpt_path)
+    def _say(self, msg: str) -> None:
+        if self.cfg.progress:
+            tqdm.write(msg)
 
     def model_config(self, metrics: dict | None = None) -> dict:
         cfg, char = self.cfg, self.cfg.task == "char"
         return {"arch": cfg.arch, "options": self.options, "alphabet": self.alphabet.to_dict(),
                 "input_kind": REGISTRY[cfg.arch].input_kind, "preprocessing": asdict(self.pcfg),
                 "classes": "class k = alphabet label k (0 unused)" if char else "CTC, blank 0",
-                "trained_on": cfg.medians if char else cfg.train, "metrics": metrics or {}}
+                "trained_on": (cfg.train or cfg.medians) if char else cfg.train, "metrics": metrics or {}}
 
     # ------------------------------------------------------------ steps
     def loss(self, items: list, train: bool) -> tuple[torch.Tensor, object, object]:
@@ -202,7 +222,7 @@ class InkTrainer(InkData):
             y = torch.tensor([it[1] for it in items], dtype=torch.long)
             # under a class curriculum the softmax of a training step spans the active classes
             # only, so the output rows of classes still to come are left untouched
-            active = logits[:, : len(self.train_ds.chars) + 1] if train else logits
+            active = logits[:, : self._active_classes()] if train else logits
             return F.cross_entropy(active, y), logits, None
         logits, out_len = self.model(x, lengths)
         tl = torch.tensor([len(it[1]) for it in items], dtype=torch.long)
@@ -210,6 +230,14 @@ class InkTrainer(InkData):
         loss = F.ctc_loss(logits.log_softmax(-1), tg, out_len, tl, blank=0, reduction="sum",
                           zero_infinity=True)
         return loss / len(items), logits, out_len
+
+    def _active_classes(self) -> int:
+        """Outputs of a training step: the curriculum's prefix of the alphabet, else all."""
+        chars = self.train_ds.chars
+        if getattr(self, "_prefix", (None,))[0] != chars:
+            syms = self.alphabet.symbols
+            self._prefix = (chars, len(chars) + 1 if syms[: len(chars)] == list(chars) else len(syms) + 1)
+        return self._prefix[1]
 
     def _feasible(self, items: list) -> list:
         """Drop lines whose label needs more CTC frames than the model gives them."""
@@ -221,25 +249,28 @@ class InkTrainer(InkData):
             self._skip("train line: label longer than the model's CTC frames")
         return keep
 
-    def train_step(self, items: list) -> float:
-        self.model.train()
-        loss, _, _ = self.loss(items, True)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-        self.opt.step()
-        self.sched.step()
-        return float(loss.detach())
+    def step_loss(self, items: list, global_count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = self.loss(items, True)[0]
+        return loss, loss
 
     @torch.no_grad()
     def validate(self, bs: int = 64) -> dict:
+        """The validation figures; character runs add ``val_<name>_top1/top5`` per extra set."""
+        out = self._validate(self.val_items, bs)
+        for name, items in getattr(self, "extra_val_items", {}).items():
+            res = self._validate(items, bs)
+            out.update({f"val_{name}_top1": res["val_top1"], f"val_{name}_top5": res["val_top5"]})
+        return out
+
+    @torch.no_grad()
+    def _validate(self, val_items: list, bs: int) -> dict:
         from inkpack.decode.greedy import greedy_decode
 
         self.model.eval()
-        order = sorted(range(len(self.val_items)), key=lambda i: len(self.val_items[i][0]))
+        order = sorted(range(len(val_items)), key=lambda i: len(val_items[i][0]))
         loss_sum, top1, top5, counts = 0.0, 0, 0, ErrorCounts()
         for s in range(0, len(order), bs):
-            items = [self.val_items[i] for i in order[s : s + bs]]
+            items = [val_items[i] for i in order[s : s + bs]]
             loss, logits, out_len = self.loss(items, False)
             loss_sum += float(loss) * len(items)
             if self.cfg.task == "char":
@@ -250,52 +281,37 @@ class InkTrainer(InkData):
             else:
                 for labels, it in zip(greedy_decode(logits.log_softmax(-1), out_len), items):
                     counts.add(self.alphabet.decode(labels), it[2])
-        n = max(1, len(self.val_items))
+        n = max(1, len(val_items))
         if self.cfg.task == "char":
             return {"val_loss": loss_sum / n, "val_top1": top1 / n, "val_top5": top5 / n}
         return {"val_loss": loss_sum / n, "val_cer": counts.cer, "val_wer": counts.wer}
 
-    # ------------------------------------------------------------ run
-    def fit(self) -> dict:
-        cfg = self.cfg
-        start = time.time() - self.elapsed
-        stop = "epochs"
-        while self.epoch < cfg.epochs and stop == "epochs":
-            n_steps = sum(self._steps_in(self.epoch))
-            bar = tqdm(total=n_steps, initial=self.step_in_epoch, unit="batch", dynamic_ncols=True,
-                       desc=f"{cfg.task} epoch {self.epoch + 1}/{cfg.epochs}", disable=not cfg.progress)
-            seen, t0 = 0, time.time()
-            while self.step_in_epoch < n_steps:
-                items = self._feasible(self._batch(self.epoch, self.step_in_epoch))
-                if items:
-                    loss = self.train_step(items)
-                    s, k = self.run_loss
-                    self.run_loss = (s + loss * len(items), k + len(items))
-                    seen += len(items)
-                    bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{seen / max(1e-9, time.time() - t0):.1f}")
-                self.step_in_epoch += 1
-                self.global_step += 1
-                bar.update(1)
-                self.elapsed = time.time() - start
-                end_of_epoch = self.step_in_epoch >= n_steps
-                if end_of_epoch:
-                    self.epoch, self.step_in_epoch, self._chunk = self.epoch + 1, 0, None
-                if cfg.max_steps and self.global_step >= cfg.max_steps:
-                    stop = "max_steps"
-                elif cfg.time_limit and self.elapsed >= cfg.time_limit * 60:
-                    stop = "time_limit"
-                if end_of_epoch or stop != "epochs" or (cfg.val_every and self.global_step % cfg.val_every == 0):
-                    self._record(start)  # validates, saves the best model and the checkpoint
-                elif self.global_step % cfg.ckpt_every == 0:
-                    self.save()
-                if end_of_epoch or stop != "epochs":
-                    break
-            bar.close()
+    # ------------------------------------------------------------ loop hooks
+    def bar_desc(self) -> str:
+        return f"{self.cfg.task} epoch {self.epoch + 1}/{self.cfg.epochs}"
+
+    def before_fit(self, start: float) -> None:
+        if self.init is not None and not self.history and self.val_items:
+            self.record(start)  # step 0: the source model's score on this run's validation data
+
+    def begin_epoch(self) -> int:
+        if self._chunk is not None and self._chunk[0] != self.epoch:
+            self._chunk = None  # the last epoch's bucketing chunk
+        return sum(self._steps_in(self.epoch))
+
+    def run_step(self) -> tuple[float, int] | None:
+        items = self._feasible(self._batch(self.epoch, self.step_in_epoch))
+        return (self.train_step(items), len(items)) if items else None
+
+    def result(self, stop: str) -> dict:
         best = None if self.best is None else abs(self.best) if self.val_items else None
         return {"stop": stop, "best": best, "epochs": self.epoch, "steps": self.global_step,
                 "skipped": self.skipped}
 
-    def _record(self, start: float) -> None:
+    def _score_key(self) -> str:
+        return "val_top1" if self.cfg.task == "char" else "val_cer"
+
+    def make_record(self, start: float) -> dict:
         s, k = self.run_loss
         prev = self.history[-1]["elapsed_s"] if self.history else 0.0
         frac = self.step_in_epoch / max(1, sum(self._steps_in(self.epoch))) if self.step_in_epoch else 0.0
@@ -306,31 +322,28 @@ class InkTrainer(InkData):
         rec.update(val_s=time.time() - t0, elapsed_s=time.time() - start, skipped=self.skipped,
                    val_skipped=self.val_skipped)
         rec["samples_per_s"] = k / max(1e-9, rec["elapsed_s"] - prev)
-        self.history.append(rec)
-        key = "val_top1" if self.cfg.task == "char" else "val_cer"
-        # higher is better; without a validation set the newest model is kept
+        return rec
+
+    def better(self, rec: dict) -> bool:
+        """Higher top-1 or lower CER; without a validation set the newest model is kept."""
+        key = self._score_key()
         score = (rec[key] if key == "val_top1" else -rec[key]) if key in rec else rec["step"]
-        better = self.best is None or score > self.best
-        if better:
+        if self.best is None or score > self.best:
             self.best = score
-            keep = {k: rec[k] for k in ("val_top1", "val_top5", "val_cer", "val_wer", "epoch", "step") if k in rec}
-            save_model(self.model, self.model_config(keep), self.out / "best", half=self.cfg.half)
-        self.run_loss = (0.0, 0)
-        self.elapsed = time.time() - start
-        self.save()
-        self._log()
+            return True
+        return False
+
+    def describe(self, rec: dict, better: bool) -> str:
+        key = self._score_key()
         msg = f"step {rec['step']} (epoch {rec['epoch']}): loss {rec['train_loss']:.3f}"
         if key in rec:
             msg += f", {key} {100 * rec[key]:.2f}%"
-        tqdm.write(msg + (" (best)" if better else ""))
+        return msg + (" (best)" if better else "")
 
-    def _log(self) -> None:
-        from inkpack.train.history import write_history
-
-        write_history(self.history, self.out)
+    def plot(self, history: list[dict], path: Path) -> None:
         from inkpack.train.plot import plot_ink_curves
 
-        plot_ink_curves(self.history, self.out / "curves.png")
+        plot_ink_curves(history, path)
 
 
 def fit_ink(cfg: InkTrainConfig) -> dict:

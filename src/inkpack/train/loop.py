@@ -13,12 +13,15 @@ averages the gradients of losses scaled so that N processes take the step one pr
 takes on the same global batch. Rank 0 alone writes checkpoints, logs, plots and the
 best model; validation is sharded by batch and its counts summed, and rank 0's epoch
 record is broadcast, so early stopping and the LR schedule agree on every rank.
+
+The step, checkpoint, resume, loop, best model and logs are :class:`inkpack.train.base.TrainerBase`'s
+(shared with the ink trainer); this module fills in its hooks for line images.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,11 +34,13 @@ from inkpack.data.alphabet import Alphabet
 from inkpack.data.images import AugmentConfig
 from inkpack.data.lines import LineBatcher, load_lineset
 from inkpack.devices import resolve_device
-from inkpack.errors import InkpackError, ModelFileError
-from inkpack.model_io import describe_data, save_model
+from inkpack.errors import InkpackError
 from inkpack.models import REGISTRY, build_model
+from inkpack.models.io import describe_data
+from inkpack.models.registry import with_capability
+from inkpack.train.base import TrainerBase
 from inkpack.train.bmuf import BMUF, ddp_epoch_record
-from inkpack.train.checkpoint import load_checkpoint, rng_state
+from inkpack.train.checkpoint import load_checkpoint
 from inkpack.train.config import TrainConfig
 from inkpack.train.ctc import BatchForward, ctc_loss, needed_frames, run_model  # noqa: F401 (needed_frames: re-export)
 from inkpack.train.ema import Precision, WeightEMA
@@ -49,7 +54,6 @@ from inkpack.train.distributed import (
     scale_loss,
     wrap_model,
 )
-from inkpack.train.schedule import warmup_cosine
 from inkpack.train.sharding import DistributedBatchSampler, batch_cost, imbalance
 from inkpack.train.step_batches import BatchMaker, step_batches
 from inkpack.train.validate import restore_rng, trainable_lines, validate_lines
@@ -58,24 +62,36 @@ from inkpack.train.validate import restore_rng, trainable_lines, validate_lines
 SHARD_MODE = {"pad-min": "padded", "pack": "packed", "pad-max": "count"}
 
 
-class Trainer:
+class Trainer(TrainerBase):
+    """The line trainer on :class:`~inkpack.train.base.TrainerBase` (its loop, step, checkpoint)."""
+
+    STATE = {k: k for k in ("epoch", "step_in_epoch", "global_step", "history", "best_cer", "bad_epochs",
+                            "elapsed")} | {"epoch_loss": "run_loss", "epoch_imbalance": "epoch_imbalance"}
+    STATE_DEFAULTS = {"epoch_loss": (0.0, 0), "epoch_imbalance": (0.0, 0)}
+    RECORD_ON_STOP = False  # records are whole epochs
+    RATE = "lines_s"
+
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         if cfg.arch not in REGISTRY:
             raise InkpackError(f"unknown architecture {cfg.arch!r}; known: {', '.join(sorted(REGISTRY))}")
         if cfg.batching not in ("pad-max", "pad-min", "pack"):
             raise InkpackError(f"--batching must be pad-max, pad-min or pack, not {cfg.batching!r}")
-        if cfg.batching == "pack" and cfg.arch not in ("mdlstm", "vgg-dblstm", "darknet-dblstm"):
-            raise InkpackError(f"--batching pack is implemented for mdlstm, vgg-dblstm and darknet-dblstm, "
+        if cfg.batching == "pack" and REGISTRY[cfg.arch].packing is None:
+            raise InkpackError(f"--batching pack is implemented for {', '.join(with_capability('packing'))}, "
                                f"not {cfg.arch!r}")
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.ckpt_path = self.out / "last.pt"
+        self._init_out(cfg)
         self.env = DistEnv()  # setup() joins the process group when launched by torchrun
         self.ddp: nn.Module | None = None
         self.bmuf: BMUF | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.env.is_main
+
+    @property
+    def epoch_loss(self) -> tuple[float, int]:  # the checkpoint's name of the loss since the last record
+        return self.run_loss
 
     # ---------------------------------------------------------------- data
     def _load_data(self, alphabet: Alphabet | None, init=None) -> None:
@@ -146,53 +162,30 @@ class Trainer:
         self.max_width = max(self.train_set.widths)
         pack_opts = None
         if cfg.batching == "pack":
-            from inkpack.packed_forward import pack_options
+            from inkpack.packing import pack_options
 
             pack_opts = pack_options(self.model)
         self.batch_maker = BatchMaker(self.train_batcher, cfg.batching, cfg.height, self.max_width, pack_opts)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None
         sizes = [(cfg.height, w) for w in self.train_set.widths]
         self.sampler = DistributedBatchSampler(
             self._epoch_batches, env.rank, env.world_size, sizes.__getitem__, SHARD_MODE[cfg.batching]
         )
         self.steps_per_epoch = len(self.sampler)  # global batches of epoch 0 (all of them single-process)
-        total = max(1, self.steps_per_epoch * cfg.epochs)
-        warm = min(cfg.warmup_steps, total // 4 + 1)
-        self.sched = warmup_cosine(self.opt, warm, total)
-        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.history: list[dict] = []
-        self.best_cer, self.bad_epochs, self.elapsed = float("inf"), 0, 0.0
+        self._init_optim(self.steps_per_epoch * cfg.epochs)
+        self.best_cer, self.bad_epochs = float("inf"), 0
         self.skip_count = len(self.skipped)
         self.epoch_imbalance = (0.0, 0)
         if env.distributed:  # own dropout masks per rank (the model above is the same everywhere)
             torch.manual_seed(cfg.seed + 1_000_003 * (env.rank + 1))
         if ckpt:
-            try:
-                self.model.load_state_dict(ckpt["model"])
-                if self.ema is not None and ckpt.get("ema"):  # else it starts from the loaded weights
-                    self.ema.load_state_dict(ckpt["ema"])
-                self.precision.load_state_dict(ckpt.get("amp"))
-                self.opt.load_state_dict(ckpt["optimizer"])
-                self.sched.load_state_dict(ckpt["scheduler"])
-            except (RuntimeError, KeyError, ValueError) as e:
-                raise ModelFileError(f"{self.ckpt_path}: checkpoint does not fit this configuration "
-                                     f"({str(e).splitlines()[0]}); delete or move it to start fresh") from None
-            self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
-            self.global_step, self.history = ckpt["global_step"], ckpt["history"]
-            self.best_cer, self.bad_epochs = ckpt["best_cer"], ckpt["bad_epochs"]
-            self.elapsed = ckpt["elapsed"]
-            self.epoch_loss = ckpt.get("epoch_loss", (0.0, 0))
-            self.epoch_imbalance = ckpt.get("epoch_imbalance", (0.0, 0))
-            self._restore_rng(ckpt)
+            self.restore(ckpt)
             old_world = ckpt.get("world_size", 1)
             if old_world != env.world_size and self.step_in_epoch:
                 self.step_in_epoch = self._remap_step(self.step_in_epoch, old_world)
-            self._say(f"resumed from {self.ckpt_path}: epoch {self.epoch + 1}, step {self.step_in_epoch}")
-        else:
-            self.epoch_loss = (0.0, 0)
-            if init is not None:
-                self._say(init.apply(self.model))
+            self._said_resumed()
+        elif init is not None:
+            self._say(init.apply(self.model))
         self.bmuf = BMUF.attach(self, ckpt)  # --sync bmuf: no DDP, filtered model averages every block
         if env.distributed and self.bmuf is None:  # DDP broadcasts rank 0's weights (all loaded the same ckpt)
             self.ddp = wrap_model(BatchForward(self.model), env)
@@ -201,7 +194,7 @@ class Trainer:
         if self.env.is_main:
             tqdm.write(msg)
 
-    def _restore_rng(self, ckpt: dict) -> None:
+    def restore_rng(self, ckpt: dict) -> None:
         restore_rng(ckpt, self.env, self.cfg.seed, self.global_step)
 
     def _remap_step(self, step: int, old_world: int) -> int:
@@ -211,31 +204,11 @@ class Trainer:
         done = [j for j, b in enumerate(every) if len(b) >= old_world][step - 1] + 1
         return sum(1 for b in every[:done] if len(b) >= self.env.world_size)
 
-    def save(self) -> None:
-        """Write the checkpoint (rank 0); call on every rank: it gathers their RNG states."""
+    def checkpoint(self) -> dict:
+        """The checkpoint, on every rank: it gathers their RNG states (and BMUF's workers)."""
         env = self.env
-        ckpt = {
-            "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
-            "rng": rng_state(),
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step,
-            "history": self.history,
-            "best_cer": self.best_cer,
-            "bad_epochs": self.bad_epochs,
-            "elapsed": self.elapsed,
-            "epoch_loss": self.epoch_loss,
-            "epoch_imbalance": self.epoch_imbalance,
-            "world_size": env.world_size,
-            "alphabet": self.alphabet.to_dict(),
-            "config": asdict(self.cfg),
-        }
-        if self.ema is not None:
-            ckpt["ema"] = self.ema.state_dict()
-        if self.precision.enabled:
-            ckpt["amp"] = self.precision.state_dict()
+        ckpt = super().checkpoint()
+        ckpt["world_size"] = env.world_size
         cuda = env.device.type == "cuda"
         if cuda:
             ckpt["cuda_rng"] = torch.cuda.get_rng_state(env.device)
@@ -245,7 +218,11 @@ class Trainer:
             dist.all_gather_object(ckpt["rng_ranks"], own)
         if self.bmuf is not None:  # θ_g as "model", and every worker's local state
             self.bmuf.add_to_checkpoint(ckpt)
-        save_atomic(ckpt, self.ckpt_path, env)
+        return ckpt
+
+    def save(self) -> None:
+        """Write the checkpoint (rank 0); call on every rank."""
+        save_atomic(self.checkpoint(), self.ckpt_path, self.env)
 
     def model_config(self, metrics: dict | None = None) -> dict:
         return {
@@ -259,150 +236,120 @@ class Trainer:
         }
 
     # ---------------------------------------------------------------- steps
-    def train_step(self, batch: Batch, global_count: int | None = None) -> float:
-        """One optimiser step; ``global_count`` = examples of the step over all ranks (DDP)."""
-        self.model.train()
+    def step_loss(self, batch: Batch, global_count: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         batch = batch.to(self.env.device)  # images only (a no-op on CPU); sizes stay on the CPU
-        with self.precision.autocast():
-            if self.ddp is None:
-                logits, lengths = self.forward(batch)
-                loss = objective = ctc_loss(logits.float(), lengths, batch)
-            else:
-                logits, lengths = self.ddp(batch)
-                loss = ctc_loss(logits.float(), lengths, batch)
-                objective = scale_loss(loss * len(batch), global_count or len(batch), self.env.world_size)
-        self.opt.zero_grad(set_to_none=True)
-        # clipped to norm 5 (DDP: on the averaged gradient)
-        self.precision.step(objective, self.opt, self.model.parameters(), 5.0)
-        self.sched.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        return float(loss.detach())
+        if self.ddp is None:
+            logits, lengths = self.forward(batch)
+            loss = ctc_loss(logits.float(), lengths, batch)
+            return loss, loss
+        logits, lengths = self.ddp(batch)
+        loss = ctc_loss(logits.float(), lengths, batch)
+        return loss, scale_loss(loss * len(batch), global_count or len(batch), self.env.world_size)
 
     @property
     def eval_model(self) -> nn.Module:
         """What is validated and shipped: BMUF's global model, the weight average, or the model."""
-        return self.bmuf.global_model() if self.bmuf else self.ema.module if self.ema else self.model
+        return self.bmuf.global_model() if self.bmuf else super().eval_model
 
     def validate(self) -> dict:
         return validate_lines(self.eval_model, self.val_set, self.alphabet, self.env)
 
-    # ---------------------------------------------------------------- run
-    def fit(self) -> dict:
-        cfg, env = self.cfg, self.env
-        start = time.time() - self.elapsed
-        stop_reason = "epochs"
-        while self.epoch < cfg.epochs:
-            self.sampler.set_epoch(self.epoch)
-            batches = self.sampler.batches()
-            self.train_batcher.epoch = self.epoch
-            bar = tqdm(
-                total=len(batches), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                unit="batch", disable=not (cfg.progress and env.is_main), dynamic_ncols=True,
-            )
-            t_lines, t0 = 0, time.time()
-            first = self.step_in_epoch
-            if env.distributed:  # every rank's share of each remaining step (for the imbalance log)
-                shares = [self.sampler.shares(k) for k in range(first, len(batches))]
-                mine = [sh[env.rank] for sh in shares]
-            else:
-                mine = batches[first:]
-            stream = step_batches(self.batch_maker, mine, cfg.workers)
-            while self.step_in_epoch < len(batches):
-                if env.distributed:
-                    sizes = [[self.sampler.cost_fn(i) for i in sh] for sh in shares[self.step_in_epoch - first]]
-                    imb = imbalance([batch_cost(sz, self.sampler.mode) for sz in sizes])
-                    s, k = self.epoch_imbalance
-                    self.epoch_imbalance = (s + imb, k + 1)
-                batch = next(stream)
-                loss = self.train_step(batch, len(batches[self.step_in_epoch]))
-                n = len(batch)
-                self.elapsed = time.time() - start
-                timed_out = bool(cfg.time_limit and self.elapsed >= cfg.time_limit * 60)
-                if self.bmuf is not None:  # local loss; the stop flag travels with the block update
-                    timed_out = self.bmuf.after_step(timed_out)
-                elif env.distributed:  # global mean loss; stop when any rank hits the time limit
-                    tot = all_reduce_sums({"loss": loss * n, "n": n, "stop": float(timed_out)}, env)
-                    n, timed_out = round(tot["n"]), tot["stop"] > 0
-                    loss = tot["loss"] / n
-                s, k = self.epoch_loss
-                self.epoch_loss = (s + loss * n, k + n)
-                self.step_in_epoch += 1
-                self.global_step += 1
-                t_lines += n
-                bar.update(1)
-                post = {"loss": f"{loss:.2f}", "lines_s": f"{t_lines / max(1e-9, time.time() - t0):.1f}"}
-                if env.distributed:
-                    post["imbalance"] = f"{imb:.2f}"
-                bar.set_postfix(post)
-                if self.global_step % cfg.ckpt_every == 0:
-                    self.save()
-                if cfg.max_steps and self.global_step >= cfg.max_steps:
-                    stop_reason = "max_steps"
-                    break
-                if timed_out:
-                    stop_reason = "time_limit"
-                    break
-            bar.close()
-            if stop_reason != "epochs":
-                self.save()
-                break
-            self._end_epoch(t_lines, time.time() - t0, start)
-            if cfg.val and self.bad_epochs >= cfg.patience:
-                stop_reason = "early_stopping"
-                self._say(f"early stopping: no val CER improvement for {cfg.patience} epochs")
-                break
-        return {"stop": stop_reason, "best_cer": self.best_cer, "epochs": self.epoch, "steps": self.global_step}
+    # ---------------------------------------------------------------- loop hooks
+    def bar_desc(self) -> str:
+        return f"epoch {self.epoch + 1}/{self.cfg.epochs}"
 
-    def _end_epoch(self, lines: int, seconds: float, start: float) -> None:
+    def begin_epoch(self) -> int:
         env = self.env
-        s, k = self.epoch_loss
-        rec = {"epoch": self.epoch + 1, "step": self.global_step, "train_loss": s / max(1, k),
-               "lines_per_s": lines / max(1e-9, seconds), "lr": self.opt.param_groups[0]["lr"]}
+        self.sampler.set_epoch(self.epoch)
+        self._batches = batches = self.sampler.batches()
+        self.train_batcher.epoch = self.epoch
+        self._first = first = self.step_in_epoch
+        if env.distributed:  # every rank's share of each remaining step (for the imbalance log)
+            self._shares = [self.sampler.shares(k) for k in range(first, len(batches))]
+            mine = [sh[env.rank] for sh in self._shares]
+        else:
+            mine = batches[first:]
+        self._stream = step_batches(self.batch_maker, mine, self.cfg.workers)
+        return len(batches)
+
+    def run_step(self) -> tuple[float, int]:
+        if self.env.distributed:
+            sizes = [[self.sampler.cost_fn(i) for i in sh] for sh in self._shares[self.step_in_epoch - self._first]]
+            self._imb = imbalance([batch_cost(sz, self.sampler.mode) for sz in sizes])
+            s, k = self.epoch_imbalance
+            self.epoch_imbalance = (s + self._imb, k + 1)
+        batch = next(self._stream)
+        return self.train_step(batch, len(self._batches[self.step_in_epoch])), len(batch)
+
+    def agree(self, out: tuple[float, int], timed_out: bool) -> tuple[float, int, bool]:
+        loss, n = out
+        if self.bmuf is not None:  # local loss; the stop flag travels with the block update
+            timed_out = self.bmuf.after_step(timed_out)
+        elif self.env.distributed:  # global mean loss; stop when any rank hits the time limit
+            tot = all_reduce_sums({"loss": loss * n, "n": n, "stop": float(timed_out)}, self.env)
+            n, timed_out = round(tot["n"]), tot["stop"] > 0
+            loss = tot["loss"] / n
+        return loss, n, timed_out
+
+    def postfix(self, loss: float, rate: float) -> dict:
+        post = {"loss": f"{loss:.2f}", "lines_s": f"{rate:.1f}"}
+        if self.env.distributed:
+            post["imbalance"] = f"{self._imb:.2f}"
+        return post
+
+    def early_stop(self) -> bool:
+        if self.cfg.val and self.bad_epochs >= self.cfg.patience:
+            self._say(f"early stopping: no val CER improvement for {self.cfg.patience} epochs")
+            return True
+        return False
+
+    def result(self, stop: str) -> dict:
+        return {"stop": stop, "best_cer": self.best_cer, "epochs": self.epoch, "steps": self.global_step}
+
+    def make_record(self, start: float) -> dict:
+        """The epoch that just ended (``self.epoch`` counts it already)."""
+        env = self.env
+        s, k = self.run_loss
+        rec = {"epoch": self.epoch, "step": self.global_step, "train_loss": s / max(1, k),
+               "lines_per_s": self.epoch_seen / max(1e-9, time.time() - self.epoch_t0),
+               "lr": self.opt.param_groups[0]["lr"]}
         if env.distributed:
             s, k = self.epoch_imbalance
             rec.update(imbalance=s / max(1, k), world_size=env.world_size)
             for b in ([] if self.bmuf else self.model.buffers()):  # validate with rank 0's BatchNorm statistics
                 dist.broadcast(b, 0)
-        rec.update(self.bmuf.epoch_record() if self.bmuf else ddp_epoch_record(self.model, self.step_in_epoch, env))
+        rec.update(self.bmuf.epoch_record() if self.bmuf else ddp_epoch_record(self.model, len(self._batches), env))
         if self.val_set is not None:
             rec.update(self.validate())
         rec["elapsed_s"] = time.time() - start
-        rec = broadcast_object(rec, env)  # rank 0's record: every rank takes the same decisions
-        self.history.append(rec)
-        improved = self.val_set is not None and rec["val_cer"] < self.best_cer
-        if improved:
+        self.epoch_imbalance = (0.0, 0)
+        return broadcast_object(rec, env)  # rank 0's record: every rank takes the same decisions
+
+    def better(self, rec: dict) -> bool:
+        """Lower val CER; without validation every epoch's model is kept (and counts as no gain)."""
+        if self.val_set is not None and rec["val_cer"] < self.best_cer:
             self.best_cer, self.bad_epochs = rec["val_cer"], 0
-            if env.is_main:
-                metrics = {k: rec[k] for k in ("val_cer", "val_wer", "epoch")}
-                save_model(self.eval_model, self.model_config(metrics), self.out / "best")
-        else:
-            self.bad_epochs += 1
-        if self.val_set is None and env.is_main:
-            save_model(self.eval_model, self.model_config(), self.out / "best")
-        self.epoch += 1
-        self.step_in_epoch, self.epoch_loss, self.epoch_imbalance = 0, (0.0, 0), (0.0, 0)
-        self.elapsed = time.time() - start
-        self.save()
-        if not env.is_main:
-            return
-        self._log()
+            return True
+        self.bad_epochs += 1
+        return self.val_set is None
+
+    def best_metrics(self, rec: dict) -> dict:
+        return {k: rec[k] for k in ("val_cer", "val_wer", "epoch")} if self.val_set is not None else {}
+
+    def describe(self, rec: dict, better: bool) -> str:
         msg = f"epoch {rec['epoch']}: loss {rec['train_loss']:.3f}, {rec['lines_per_s']:.1f} lines/s"
         if "val_cer" in rec:
             msg += f", val CER {100 * rec['val_cer']:.2f}% WER {100 * rec['val_wer']:.2f}%"
         if "imbalance" in rec:
             msg += f", rank imbalance {rec['imbalance']:.3f}"
-        tqdm.write(msg + (" (best)" if improved else ""))
+        return msg + (" (best)" if better and self.val_set is not None else "")
 
-    def _log(self) -> None:
-        from inkpack.train.history import write_history
-
-        write_history(self.history, self.out)
+    def plot(self, history: list[dict], path: Path) -> None:
         if self.val_set is not None:
             # imported here: only rank 0 pays for matplotlib
             from inkpack.train.plot import plot_curves
 
-            plot_curves(self.history, self.out / "curves.png")
+            plot_curves(history, path)
 
 
 def train(cfg: TrainConfig) -> dict:

@@ -194,6 +194,9 @@ def read_config(path: str) -> dict:
         raise ConfigError(f"{path}: cannot read config ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a YAML mapping is expected")
+    task = data.pop("task", "segment")
+    if task != "segment":
+        raise ConfigError(f"{path}: task is {task!r}, not a segmenter config")
     return data
 
 

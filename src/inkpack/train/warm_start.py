@@ -55,6 +55,7 @@ class WarmStart:
     prefixes: tuple[str, ...]
     resize: str = "union"
     target: Alphabet | None = None  # the run's alphabet, once resolve() has seen the texts
+    config: dict | None = None  # the source model's config (arch, options, preprocessing, ...)
 
     def resolve(self, texts: Iterable[str]) -> Alphabet:
         """The run's alphabet for the training ``texts`` (see the module doc); remembered for
@@ -110,11 +111,11 @@ class WarmStart:
 def read_init(path: str, layers: list[str] | None = None, resize: str = "union") -> WarmStart:
     """The weights and alphabet of a shipped/saved model (stem, .json or bundled name);
     ``resize`` (union | new | fail) is how :meth:`WarmStart.resolve` fits the alphabet to data."""
-    from inkpack.model_io import load_model
+    from inkpack.models.io import load_model
 
     if layers is not None and (not isinstance(layers, list) or not all(isinstance(x, str) for x in layers)):
         raise InkpackError(f"init_layers must be a list of tensor-name prefixes, not {layers!r}")
     if resize not in RESIZE_MODES:
         raise ConfigError(f"resize: must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
-    model, _, alphabet = load_model(path)
-    return WarmStart(path, model.state_dict(), alphabet, tuple(layers or ()), resize)
+    model, cfg, alphabet = load_model(path)
+    return WarmStart(path, model.state_dict(), alphabet, tuple(layers or ()), resize, config=cfg)

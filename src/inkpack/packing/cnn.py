@@ -2,12 +2,12 @@
 
 All lines of these models have the model's fixed height, so packing is one-dimensional:
 the lines of a batch are dealt to shelves (first fit, widest first, over a search of shelf
-widths for the best fill, :func:`inkpack.packing.pack_layout`), and every shelf is one
+widths for the best fill, :func:`inkpack.packing.layout.pack_layout`), and every shelf is one
 canvas of the model's height: a batch ``[n_shelves, C, H, Wc]``. Using the batch dimension
 for the shelves needs no separator rows and no height alignment (a canvas's top and bottom
 are the image border, as for a line alone), so nothing is lost vertically.
 
-Exactness (``tests/test_packed_cnn.py``): each line's logits are those of the line alone:
+Exactness (``tests/packing/test_cnn.py``): each line's logits are those of the line alone:
 
 * lines start at multiples of the width factor (the product of the pooling widths), so a
   pooling window never holds two lines, and a line's cells at every level start at a whole
@@ -44,13 +44,7 @@ from inkpack.batching import Batch
 from inkpack.errors import InkpackError
 from inkpack.nn.conv import pool_width as _pool_width
 from inkpack.nn.conv import run_masked
-from inkpack.packing import PackLayout, repack
-
-
-def is_cnn_dblstm(model: nn.Module) -> bool:
-    from inkpack.models.cnn_dblstm import CNNDBLSTM
-
-    return isinstance(model, CNNDBLSTM)
+from inkpack.packing.layout import PackLayout, repack
 
 
 def _plan(model: nn.Module) -> list[tuple[str, nn.Module, int]]:

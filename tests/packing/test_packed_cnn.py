@@ -23,10 +23,10 @@ from inkpack.batching import pad_collate
 from inkpack.errors import InkpackError
 from inkpack.models import build_model
 from inkpack.models.cnn_dblstm import CNNDBLSTM, VGG_CFG
-from inkpack.packed_cnn import column_mask, packed_forward, separator
-from inkpack.packed_forward import pack_options
-from inkpack.packed_forward import packed_forward as dispatch_forward
-from inkpack.packing import pack, pack_batch
+from inkpack.packing import pack_options
+from inkpack.packing import packed_forward as dispatch_forward
+from inkpack.packing.cnn import column_mask, packed_forward, separator
+from inkpack.packing.layout import pack, pack_batch
 
 H = 32
 K = 7

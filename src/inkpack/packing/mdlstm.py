@@ -1,7 +1,7 @@
 """Packed forward pass of the ``mdlstm`` model: every stage runs on canvases, not padded batches.
 
-(The CNN-DBLSTM line models have their own packed path, :mod:`inkpack.packed_cnn`;
-:func:`packed_forward`, :func:`prepare` and :func:`pack_options` dispatch to it.)
+(The CNN-DBLSTM line models have their own packed path, :mod:`inkpack.packing.cnn`; each
+architecture names its own in its registry entry, and :mod:`inkpack.packing` dispatches.)
 
 The model (:mod:`inkpack.models.mdlstm`) is a list of stages, ``2x2 blocks -> MDLSTM -> conv
 2x4 -> MDLSTM -> conv 2x4 -> MDLSTM``, then a head (FC, collapse); this module runs the
@@ -10,7 +10,7 @@ examples are cut out and re-packed (the seed's way), each stage with its own lay
 for that stage's cost: a layout built for one resolution is wasteful at the next
 (separators would vanish under a stride, shelves change shape).
 
-Exactness (``tests/test_packing.py``): an example's numbers are those of running it alone:
+Exactness (``tests/packing/test_mdlstm.py``): an example's numbers are those of running it alone:
 
 * the input canvas is aligned to the 2x2 block and has 2-pixel separators, so blocking the
   canvas equals blocking each example, with 1-cell separators after it;
@@ -40,8 +40,7 @@ import torch
 
 from inkpack.batching import Batch
 from inkpack.errors import InkpackError
-from inkpack import packed_cnn
-from inkpack.packing import PackLayout, example_boxes, pack_layout, repack, transfer
+from inkpack.packing.layout import PackLayout, example_boxes, pack_layout, repack, transfer
 
 
 def step_overhead_cells(hidden: int) -> float:
@@ -101,8 +100,6 @@ def _options_before(model, k: int) -> dict:
 
 def pack_options(model) -> dict:
     """Packer options for the input canvas of ``model`` (what :func:`packed_forward` expects)."""
-    if packed_cnn.is_cnn_dblstm(model):
-        return packed_cnn.pack_options(model)
     if not hasattr(model, "stages") or not model.stages or _stride(model.stages[0]) is None:
         raise InkpackError("packed_forward: the model must start with a block stage (architecture mdlstm)")
     return _options_before(model, 0)
@@ -110,8 +107,6 @@ def pack_options(model) -> dict:
 
 def prepare(model, batch: Batch) -> Batch:
     """Return ``batch`` re-packed for ``model`` unless its layout already suits it."""
-    if packed_cnn.is_cnn_dblstm(model):
-        return packed_cnn.prepare(model, batch)
     lay = batch.packing
     if lay is None:
         raise InkpackError("packed_forward: the batch is not packed (batch.packing is None)")
@@ -129,10 +124,7 @@ def packed_forward(model, batch: Batch, stats: dict | None = None) -> tuple[torc
     to a layout aligned to its stride (the input layout serves the first one); each MDLSTM
     stage gets the mask of the real cells; the head's collapse runs per example.
     ``stats``, when given, receives ``layout_s``: the CPU seconds spent computing layouts.
-    CNN-DBLSTM models (``vgg-dblstm``, ``darknet-dblstm``) go to :mod:`inkpack.packed_cnn`.
     """
-    if packed_cnn.is_cnn_dblstm(model):
-        return packed_cnn.packed_forward(model, batch, stats)
     batch = prepare(model, batch)
     lay, scale = batch.packing, (1, 1)
     hs, ws = batch.heights.cpu(), batch.widths.cpu()

@@ -1,4 +1,12 @@
-"""Shipped-model format: ``NAME.safetensors`` (weights) + ``NAME.json`` (config).
+"""The one model-file format: ``NAME.safetensors`` (weights) + ``NAME.json`` (config).
+
+Every reader of a recognizer goes through :func:`load_model` (recognize, the Python API, the
+service, export, warm start, ``report``, compression); every writer through :func:`save_model`.
+(The page segmenter, a network outside the registry, is read by :mod:`inkpack.segment.model`.)
+A compressed model (a ``compression`` record, written by ``inkpack compress``) is the same
+format: its structure is rebuilt on the base model (:mod:`inkpack.compress.structure`) before
+its weights (``NAME.safetensors``, or the k-means file ``NAME.npz``) are read, and dynamic int8
+is applied after them.
 
 The JSON holds everything needed to rebuild and feed the model: architecture name and
 options, the alphabet, the preprocessing (image height) and, for reference, the
@@ -22,9 +30,10 @@ from torch import nn
 
 from inkpack.data.alphabet import Alphabet
 from inkpack.errors import InkpackError, ModelFileError
+from inkpack.jsonio import read_text
 from inkpack.models import build_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 REPO_MODELS = REPO / "models"
 DEFAULT_OFFLINE = "hooker-darknet"
 # field -> allowed JSON types (``None`` in the tuple: null allowed); absent fields are fine
@@ -180,18 +189,11 @@ def validate_model_json(cfg, p: Path | str, required: tuple[str, ...] = ("arch",
 def read_json_fields(p: Path, required: tuple[str, ...]) -> dict:
     """A JSON object with the ``required`` keys and well-typed known fields, or a one-line
     ``ModelFileError`` naming the file and field."""
+    text = read_text(p, ModelFileError, "a model JSON file")
     try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"{p}: file not found") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{p}: is a folder, expected a model JSON file") from None
-    except UnicodeDecodeError:
-        raise ModelFileError(f"{p}: not a text file (invalid UTF-8)") from None
+        cfg = json.loads(text)
     except json.JSONDecodeError as e:
         raise ModelFileError(f"{p}: invalid JSON ({e.msg} at line {e.lineno})") from None
-    except OSError as e:
-        raise ModelFileError(f"{p}: cannot read ({e.strerror or e})") from None
     return validate_model_json(cfg, p, required)
 
 
@@ -199,28 +201,93 @@ def read_config(stem: str | Path) -> dict:
     return read_json_fields(Path(stem).with_suffix(".json"), ("arch", "alphabet"))
 
 
+def sidecar_path(onnx_path: str | Path) -> Path:
+    """The config beside an exported ONNX file: ``model.onnx`` -> ``model.onnx.json``."""
+    p = Path(onnx_path)
+    return p.with_name(p.name + ".json")
+
+
+def is_onnx(path) -> bool:
+    return path is not None and str(path).lower().endswith(".onnx")
+
+
+def read_sidecar(onnx_path: str | Path) -> dict:
+    """The sidecar config of an ONNX model (its ``alphabet`` and ``onnx`` facts), checked."""
+    p = Path(onnx_path)
+    if not p.is_file():
+        raise ModelFileError(f"{p}: ONNX model not found")
+    side = sidecar_path(p)
+    if not side.is_file():
+        raise ModelFileError(f"{p}: missing {side.name} (export with `inkpack export` to write it)")
+    return read_json_fields(side, ("alphabet", "onnx"))
+
+
+def input_kind(source) -> str:
+    """What a model reads (``image``, ``ink`` or ``char``), the one place this is decided.
+
+    ``source``: a model config (dict), or a model name/path (None: the bundled one; ``.onnx``:
+    its sidecar's ``onnx.input_kind``). A config's ``input_kind`` wins, else its architecture's
+    (older files lack the field), else ``image``."""
+    from inkpack.models import REGISTRY
+
+    if not isinstance(source, dict):
+        if is_onnx(source):
+            return str(read_sidecar(source)["onnx"].get("input_kind") or "image")
+        source = read_config(resolve(None if source is None else str(source)))
+    if source.get("input_kind"):
+        return str(source["input_kind"])
+    spec = REGISTRY.get(source.get("arch", ""))
+    return spec.input_kind if spec is not None else "image"
+
+
+def read_weights(path: Path, what: str = "weights") -> dict:
+    """A safetensors file as float32 tensors (float16 storage is widened), or one line naming it."""
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for bad files
+        raise ModelFileError(f"{path}: cannot read {what} ({e})") from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def load_weights(model: nn.Module, path: Path, arch: str, what: str = "weights") -> None:
+    """``path``'s tensors into ``model``; a mismatch names the file and the architecture."""
+    state = read_weights(path, what)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ModelFileError(f"{path}: {what} do not fit architecture {arch!r} ({first})") from None
+
+
+def load_compressed(model: nn.Module, comp: dict, stem: str | Path, int8: bool = True,
+                    arch: str = "?") -> nn.Module:
+    """A fresh base ``model`` with the recorded compression structure rebuilt, its weights
+    loaded (safetensors or the k-means ``.npz``), in eval mode, dynamic int8 when flagged."""
+    from inkpack.compress.structure import apply_int8, load_shared_npz, rebuild_structure
+
+    stem = Path(stem)
+    rebuild_structure(model, comp)
+    if comp.get("weights") == "shared-npz":
+        load_shared_npz(model, stem.with_suffix(".npz"))
+    else:
+        load_weights(model, stem.with_suffix(".safetensors"), arch, what="compressed weights")
+    model.eval()
+    return apply_int8(model, comp) if int8 else model
+
+
 def load_model(path: str | None = None, *, int8: bool = True) -> tuple[nn.Module, dict, Alphabet]:
     """The model at ``path`` (None: the bundled one) in eval mode, its config and alphabet.
     ``int8=False`` skips the dynamic int8 step of a compressed model (its fp32 graph)."""
     stem = resolve(path)
     cfg = read_config(stem)
+    if cfg.get("task") == "segment":  # same file format, no alphabet: inkpack.segment builds it
+        raise ModelFileError(f"{stem.with_suffix('.json')}: a page segmentation model, not a recognizer "
+                             "(use it with `inkpack segment` or inkpack.segment)")
     alphabet = Alphabet.from_dict(cfg["alphabet"])
     model = build_checked(cfg, alphabet, stem.with_suffix(".json"))
     if "compression" in cfg:  # rebuilt low-rank/Tucker structure, k-means file, int8 at load
-        from inkpack.compress.structure import load_compressed
-
-        return load_compressed(model, cfg["compression"], stem, int8=int8), cfg, alphabet
-    wpath = stem.with_suffix(".safetensors")
-    try:
-        state = load_file(str(wpath))
-    except Exception as e:  # safetensors raises several types for bad files
-        raise ModelFileError(f"{wpath}: cannot read weights ({e})") from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ModelFileError(f"{wpath}: weights do not fit architecture {cfg['arch']!r} ({first})") from None
+        return load_compressed(model, cfg["compression"], stem, int8=int8, arch=cfg["arch"]), cfg, alphabet
+    load_weights(model, stem.with_suffix(".safetensors"), cfg["arch"])
     model.eval()
     return model, cfg, alphabet
 

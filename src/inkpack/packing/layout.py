@@ -21,7 +21,7 @@ canvas equals the operation on each example alone; ``sep`` is the separator widt
 Lines of one fixed height ``H`` (the CNN-DBLSTM models): ``sep=(0, s)`` with
 ``max_canvas_height=H`` puts every shelf on a canvas of its own (a batch of ``H``-high
 canvases; one-dimensional first-fit-decreasing over the searched widths), which needs no
-separator rows; :func:`inkpack.packed_cnn.pack_options` gives those options.
+separator rows; :func:`inkpack.packing.cnn.pack_options` gives those options.
 """
 
 from __future__ import annotations

@@ -1,0 +1,32 @@
+"""Shared by the compression tests: a tiny saved darknet-dblstm (`base` fixture) and the
+`compress` command's parser."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from inkpack.compress.commands import add_parsers
+from inkpack.data.alphabet import Alphabet
+from inkpack.models import build_model
+from inkpack.models.io import save_model
+
+OPTS = {"height": 16, "feat_dim": 16, "lstm_hidden": 8}
+
+
+@pytest.fixture
+def base(tmp_path):
+    torch.manual_seed(0)
+    alphabet = Alphabet(list(" abcdefghijklmnopqrstuvwxyz"))
+    model = build_model("darknet-dblstm", alphabet.num_classes, **OPTS).eval()
+    cfg = {"arch": "darknet-dblstm", "options": OPTS, "alphabet": alphabet.to_dict(),
+           "preprocessing": {"height": 16}, "input_kind": "image"}
+    return save_model(model, cfg, tmp_path / "base")
+
+
+def parse(*argv):
+    p = argparse.ArgumentParser()
+    add_parsers(p.add_subparsers())
+    return p.parse_args(list(argv))
