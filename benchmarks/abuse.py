@@ -159,7 +159,7 @@ def reset_peak(pid: int) -> bool:
 
 
 def start_server(port: int, token: str, read_timeout: float, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "inkpack.deploy.commands", "serve", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "inkpack", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--threads", "1", "--read-timeout", str(read_timeout)]
     if INK_MODEL.with_suffix(".json").exists():
         cmd += ["--ink-model", str(INK_MODEL)]

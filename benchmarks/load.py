@@ -60,7 +60,7 @@ def free_port() -> int:
 
 
 def start_server(model: str, port: int, max_batch: int, max_wait_ms: float) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "inkpack.deploy.commands", "serve", "--model", model, "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "inkpack", "serve", "--model", model, "--host", "127.0.0.1",
            "--port", str(port), "--threads", "1", "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -1,6 +1,6 @@
-"""The online-handwriting side of the CLI: ``train --task``, ``evaluate`` and ``recognize`` on ink.
+"""The online-handwriting side of ``evaluate`` and ``recognize`` (``train --task char|line`` is
+:mod:`inkpack.cli.train`, calling :func:`inkpack.train.ink_train.fit_ink`).
 
-* ``train_ink(args)``: ``inkpack train --task char|line [--config YAML] ...``.
 * ``evaluate_ink(path, model, json_out)``: a CASIA ``.pot`` file is scored by character
   accuracy against each sample's tag code (top-1 and top-5; samples whose label the model
   does not know count as errors); an IAM-OnDB-style ``.npz`` by greedy CER/WER, with the
@@ -19,7 +19,6 @@ are skipped, reported on stderr and counted.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -31,38 +30,6 @@ from inkpack.errors import InkpackError, InputError, ModelFileError
 
 DEFAULT_CHAR_MODEL = "hanzi-lstm-char"
 DEFAULT_LINE_MODEL = "iamondb-online-blstm"
-TRAIN_FLAGS = {  # argparse attribute -> InkTrainConfig field
-    "out": "out", "arch": "arch", "batch_size": "batch_size", "lr": "lr", "epochs": "epochs",
-    "seed": "seed", "threads": "threads", "time_limit": "time_limit", "max_steps": "max_steps",
-    "limit": "limit", "val": "val", "train": "train", "num_chars": "num_chars",
-    "per_class": "per_class", "init_from": "init_from", "init_resize": "init_resize",
-}
-
-
-def train_ink(args: argparse.Namespace) -> int:
-    """``inkpack train --task char|line``: flags override the YAML config."""
-    from inkpack.train.ink_train import InkTrainConfig, fit_ink
-
-    from inkpack.errors import ConfigError
-
-    over = {field: getattr(args, attr, None) for attr, field in TRAIN_FLAGS.items()}
-    over["task"] = getattr(args, "task", None)
-    if over["init_resize"] and not over["init_from"] and not getattr(args, "config", None):
-        raise ConfigError("--resize: needs --init-from (the model whose alphabet it resizes)")
-    if over["train"] and over["task"] == "char" and (over["num_chars"] or over["per_class"]):
-        raise ConfigError("--num-chars / --per-class: synthetic training options, not for .pot training data")
-    if getattr(args, "no_augment", False):
-        over["augment"] = False
-    if getattr(args, "config", None):
-        cfg = InkTrainConfig.from_yaml(args.config, **over)
-    else:
-        cfg = InkTrainConfig(**{k: v for k, v in over.items() if v is not None})
-    from inkpack.jsonio import dumps
-
-    print(dumps(fit_ink(cfg)))
-    return 0
-
-
 def default_model(file_kind: str) -> str:
     """The bundled model for an ink file: characters (``pot``) or lines (everything else)."""
     return DEFAULT_CHAR_MODEL if file_kind == "pot" else DEFAULT_LINE_MODEL

@@ -133,7 +133,7 @@ def test_recognize_json_has_text_confidences_and_positions(lines, capsys):
 
 
 def test_lm_without_decoder_means_beam_lm(tmp_path):
-    from inkpack.cli_run import _decoder
+    from inkpack.cli.common import decoder as _decoder
     from inkpack.decode.lm import CharNgramLM
     from inkpack.errors import ConfigError
 
@@ -171,7 +171,7 @@ def test_json_is_strict_without_infinity_or_nan(tmp_path):
 
 
 def test_models_lists_the_shipped_models_with_their_measures(capsys):
-    from inkpack.cli_models import shipped_models
+    from inkpack.cli.models import shipped_models
 
     rows = {r["name"]: r for r in shipped_models(ROOT / "models")}
     want = json.loads((ROOT / "models" / "hooker-darknet.json").read_text())["metrics"]["val_cer"]

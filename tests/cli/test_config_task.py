@@ -25,10 +25,10 @@ def test_train_task_precedence(tmp_path):
 
 
 def test_config_task_routes_to_the_ink_trainer(tmp_path, capsys, monkeypatch):
-    import inkpack.ink_commands as ic
+    import inkpack.cli.train as ct
 
     seen = {}
-    monkeypatch.setattr(ic, "train_ink", lambda a: seen.setdefault("task", a.task) and 0)
+    monkeypatch.setattr(ct, "train_ink", lambda a: seen.setdefault("task", a.task) and 0)
     cfg = yaml_file(tmp_path, "task: char\nout: runs/x\n")
     assert run(["train", "--config", cfg], capsys)[0] == 0
     assert seen["task"] == "char"
@@ -67,7 +67,7 @@ def test_segment_config_with_another_task_is_refused(tmp_path):
 def test_shipped_configs_name_their_task():
     from pathlib import Path
 
-    root = Path(cli.__file__).resolve().parents[2] / "configs"
+    root = Path(cli.__file__).resolve().parents[3] / "configs"
     tasks = {p.name: cli.config_task(str(p)) for p in root.glob("*.yaml")}
     assert tasks["hanzi-lstm-char.yaml"] == "char" and tasks["iamondb-online-blstm.yaml"] == "line"
     assert tasks["segment-hooker.yaml"] == "segment"

@@ -186,7 +186,7 @@ def test_model_json_records_portable_paths(tmp_path, monkeypatch):
 def test_debug_shows_the_traceback_and_bugs_keep_theirs(tsv, capsys, monkeypatch):
     rc, _, err = run(["--debug", "evaluate", "/nonexistent/d.tsv"], capsys)
     assert rc == 2 and "Traceback" in err and err.strip().splitlines()[-1] == "error: /nonexistent/d.tsv: file not found"
-    import inkpack.cli_run as cr
+    import inkpack.cli.run as cr
 
     def boom(a):
         raise ValueError("a bug")

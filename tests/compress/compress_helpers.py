@@ -8,7 +8,7 @@ import argparse
 import pytest
 import torch
 
-from inkpack.compress.commands import add_parsers
+from inkpack.cli.compress import add_parsers
 from inkpack.data.alphabet import Alphabet
 from inkpack.models import build_model
 from inkpack.models.io import save_model

@@ -37,7 +37,9 @@ def test_report_json_is_strict(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("inkpack.compress.report.format_table", lambda r: "table")
     out = tmp_path / "sub" / "r.json"
     args = argparse.Namespace(models=["m"], data=None, limit=None, runs=1, json=str(out), plot=None)
-    assert commands.cmd_report(args) == 0
+    from inkpack.cli.compress import cmd_report
+
+    assert cmd_report(args) == 0
     assert _strict(out.read_text()) == {"m": {"params": 10, "ms": None, "cer": None}}
 
 

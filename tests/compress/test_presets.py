@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from inkpack.compress.commands import add_parsers, compress
+from inkpack.cli.compress import add_parsers
+from inkpack.compress.commands import compress
 from inkpack.compress.recipe import PRESETS
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from inkpack.compress.commands import add_parsers, compress
+from inkpack.cli.compress import add_parsers
+from inkpack.compress.commands import compress
 from inkpack.compress.tucker import TuckerConv2d
 from inkpack.compress.tucker_select import layer_table, match_table, select_ranks, tucker_where_faster
 from inkpack.errors import InkpackError

@@ -90,7 +90,8 @@ def test_int8_compressed_model_exports_as_onnx_int8(tiny_model, tmp_path):
     quantized in ONNX: the same graph as exporting its source with --int8."""
     import argparse
 
-    from inkpack.compress.commands import add_parsers, compress
+    from inkpack.cli.compress import add_parsers
+    from inkpack.compress.commands import compress
 
     p = argparse.ArgumentParser()
     add_parsers(p.add_subparsers())

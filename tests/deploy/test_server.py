@@ -249,7 +249,7 @@ def test_service_decodes_lines_with_its_decoder(tmp_path):
     """`serve --decoder beam+lm`: the line endpoint answers the decoder's text, as the API does."""
     from inkpack.cli import build_parser
     from inkpack.decode.lm import CharNgramLM
-    from inkpack.deploy.commands import cmd_serve
+    from inkpack.cli.deploy import cmd_serve
 
     sample = Path(__file__).resolve().parents[2] / "samples" / "hooker" / "JDH_2_16_39_002_r2l11.jpg"
     lm_path = tmp_path / "lm.arpa"

@@ -137,9 +137,7 @@ def test_every_serve_flag_has_help_stating_its_default():
     (["--beam", "0"], "--beam"), (["--alpha", "inf"], "--alpha"),
 ])
 def test_bad_serve_values_are_one_line_naming_the_flag(argv, flag, capsys):
-    from inkpack.deploy.commands import main as commands_main
-
-    for run in (main, commands_main):
+    for run in (main,):
         try:
             rc = run(["serve", *argv])
         except SystemExit as e:
@@ -149,7 +147,7 @@ def test_bad_serve_values_are_one_line_naming_the_flag(argv, flag, capsys):
 
 
 def test_serve_page_line_default_is_the_page_modules():
-    from inkpack.deploy.commands import DEFAULT_MAX_LINES
+    from inkpack.cli.deploy import DEFAULT_MAX_LINES
     from inkpack.deploy.page import DEFAULT_MAX_LINES as PAGE_DEFAULT
 
     assert DEFAULT_MAX_LINES == PAGE_DEFAULT

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from deploy_helpers import make_ink_model, make_line_model
 
-from inkpack.deploy import commands
+from inkpack.cli import main
 from inkpack.deploy.webbundle import WEB, build_web, models_dir
 from inkpack.errors import ConfigError
 
@@ -66,10 +66,10 @@ def test_vendored_runtime_matches_its_record():
 def test_cli_errors_are_one_line(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
-    assert commands.main(["web", "--out", str(f), "--no-line", "--no-ink"]) == 2
+    assert main(["web", "--out", str(f), "--no-line", "--no-ink"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(f) in err[0] and "folder" in err[0]
     with pytest.raises(ConfigError, match="no on-device models"):
         models_dir(tmp_path)
-    assert commands.main(["serve", "--web-models", str(tmp_path)]) == 2
+    assert main(["serve", "--web-models", str(tmp_path)]) == 2
     assert "no on-device models" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch
 from lxml import etree
 
 from inkpack.errors import InputError
-from inkpack.segment.commands import add_parsers
+from inkpack.cli.pages import add_segment_parser as add_parsers
 from inkpack.segment.model import SegNet, default_config, save_segmenter
 from inkpack.segment.output import PAGE_NS
 

@@ -1,5 +1,5 @@
 """The decoder chosen by the command-line decoder options (``--decoder``, ``--beam``, ``--lm``,
-``--lexicon``, ``--alpha``, ``--beta``; see ``inkpack.deploy.commands.add_decoder_options``),
+``--lexicon``, ``--alpha``, ``--beta``; see ``inkpack.cli.options.decoder``),
 shared by ``recognize``, ``evaluate`` and ``serve``. Light: imports the beam search only when
 one is asked for (``inkpack --help`` stays fast)."""
 

@@ -1,5 +1,6 @@
-"""``inkpack segment PAGE.jpg|DIR ... [--out F|DIR] [--format page|alto|json|text] [--recognize]``, the page
-side of ``inkpack recognize --page`` (:func:`run_pages`) and ``inkpack evaluate-pages`` (:func:`cmd_evaluate_pages`)."""
+"""What ``inkpack segment`` and ``inkpack recognize --page`` call (:func:`run_pages`; their parsers are
+:mod:`inkpack.cli.pages`): page images or folders segmented, optionally read, and written as
+PAGE-XML, ALTO, JSON or text; :func:`run_page` and :func:`render` are also the service's."""
 
 from __future__ import annotations
 
@@ -14,21 +15,6 @@ from inkpack.errors import InkpackError, InputError
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 SUFFIX = {"page": ".xml", "alto": ".alto.xml", "json": ".json", "text": ".txt"}
-
-
-def add_parsers(sub) -> None:
-    s = sub.add_parser("segment", help="find the text lines of page images (PAGE-XML, ALTO, JSON), optionally read them")
-    s.add_argument("pages", nargs="+", help="page image(s) or folder(s) of page images")
-    s.add_argument("--out", help="output file (one page; default: standard output) or folder (several pages)")
-    s.add_argument("--format", choices=sorted(SUFFIX), default="page", help="PAGE-XML 2019 (default), ALTO 4, JSON, text")
-    s.add_argument("--seg-model", help="segmentation model (default: the bundled models/hooker-segment)")
-    s.add_argument("--recognize", action="store_true", help="also recognize each line (text and confidences)")
-    s.add_argument("--line-model", help="line model for --recognize (default: the bundled offline model)")
-    s.add_argument("--check-180", action="store_true",
-                   help="also try each page upside down (a second segmentation); pages scanned sideways "
-                        "are always turned upright")
-    s.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    s.set_defaults(fn=cmd_segment)
 
 
 def collect(inputs: list[str]) -> list[Path]:
@@ -98,19 +84,6 @@ def run_page(image, seg, rec, name: str | None = None, max_lines: int | None = N
     return PageResult(gray.shape[1], gray.shape[0], lines, texts, confs,
                       name if name is not None else str(image) if isinstance(image, (str, os.PathLike)) else "",
                       glyphs=glyphs, warnings=warnings, turns=k)
-
-
-def cmd_segment(a) -> int:
-    if a.format == "text" and not a.recognize:
-        raise InputError("--format text needs --recognize")
-
-    def line_model():
-        from inkpack.api import load
-
-        return load(a.line_model, threads=max(1, a.threads))
-
-    return run_pages(a.pages, a.out, a.format, a.seg_model, line_model if a.recognize else None, a.threads,
-                     check_180=getattr(a, "check_180", False))
 
 
 def run_pages(inputs: list[str], out: str | None, fmt: str, seg_model=None, line_model=None, threads: int = 1,

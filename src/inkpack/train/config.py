@@ -29,53 +29,74 @@ MIN_HEIGHT = 8
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
+RESIZE = ("union", "new", "fail")
+
+
+def flag(default, help: str, **cli):
+    """A field that ``inkpack train`` also takes as an option (built by :mod:`inkpack.cli.train`):
+    ``help`` (``(default: X)`` is appended unless it names its default), optionally ``type`` (a
+    name in :mod:`inkpack.cli.types`, ``min_int:N``), ``flag`` (default ``--field-name``; a name
+    without dashes is the optional positional argument), ``metavar``, ``choices``. A bool field
+    is a switch that sets it true."""
+    return field(default=default, metadata={"cli": {"help": help, **cli}})
+
+
 @dataclass
 class TrainConfig:
-    train: str = ""
-    val: str | None = None
-    out: str = "runs/default"
-    arch: str = "darknet-dblstm"
-    height: int = 48
-    batch_size: int = 16
-    lr: float = 1e-3
+    train: str = flag("", "training data: TSV manifest, PAGE-XML file/folder or IAM lines.txt; --task line: .npz "
+                          "ink lines; --task char: CASIA .pot characters (a file or a folder; default: synthetic "
+                          "characters from the stroke medians)", flag="train")
+    val: str | None = flag(None, "validation data (same formats; default: none, no early stopping; --task char: "
+                                 "the synthetic validation set, or every tenth sample of .pot training data)")
+    out: str = flag("runs/default", "run folder: checkpoints, logs, best model")
+    arch: str = flag("darknet-dblstm", "architecture, see `inkpack models`")
+    height: int = flag(48, "input line height in pixels", type=f"min_int:{MIN_HEIGHT}")
+    batch_size: int = flag(16, "lines per step", type="positive_int")
+    lr: float = flag(1e-3, "peak learning rate", type="positive_float")
     weight_decay: float = 1e-4
-    epochs: int = 30
+    epochs: int = flag(30, "epochs of the schedule", type="positive_int")
     warmup_steps: int = 300
-    patience: int = 8
-    batching: str = "pad-min"  # pad-max | pad-min | pack
+    patience: int = flag(8, "early stopping: epochs without val improvement", type="nonneg_int")
+    batching: str = flag("pad-min", "batch layout", choices=BATCHING)
     augment: bool = True
-    seed: int = 1234
-    threads: int = 0
-    time_limit: float = 0.0  # minutes; 0 = no limit
-    max_steps: int = 0  # 0 = no limit
+    seed: int = flag(1234, "random seed", type="nonneg_int")
+    threads: int = flag(0, "torch threads; 0 = torch's default (default: 0)", type="nonneg_int")
+    time_limit: float = flag(0.0, "stop after this many minutes (default: 0 = none)", type="nonneg_float")
+    max_steps: int = flag(0, "stop after this many steps (default: 0 = none)", type="nonneg_int")
     ckpt_every: int = 200  # steps between mid-epoch checkpoints
-    workers: int = 0  # DataLoader processes building batches ahead (augment, pad, pack); 0 = in the trainer
-    limit: int | None = None  # use only the first N training lines (smoke tests)
+    workers: int = flag(0, "DataLoader processes that build batches ahead: augment, pad, pack", type="nonneg_int")
+    limit: int | None = flag(None, "use only the first N training lines (default: all)", type="positive_int")
     val_limit: int | None = None
     options: dict = field(default_factory=dict)
     # warm start (fresh runs only): a trained model whose same-named, same-shaped tensors are
     # copied in, optionally only those under the ``init_layers`` name prefixes (e.g. lstm., fc.)
-    init_from: str | None = None
+    init_from: str | None = flag(None, "warm start a fresh run from a trained model's same-named, same-shaped "
+                                       "tensors; --task char|line also take its architecture, options and "
+                                       "preprocessing, and validate it once before the first step (default: none)",
+                                 metavar="MODEL")
     init_layers: list[str] | None = None
-    # characters of the data that the init model lacks: union (keep its characters, add the new
-    # ones), new (only the data's characters), fail (refuse)
-    init_resize: str = "union"
-    images_dir: str | None = None  # PAGE-XML data: where the page images are (default: beside the XML)
+    init_resize: str = flag("union", "with --init-from, for characters of the data the model lacks: union keeps "
+                                     "the model's characters and adds the new ones, new keeps only the data's "
+                                     "characters, fail refuses", flag="--resize", choices=RESIZE)
+    images_dir: str | None = flag(None, "PAGE-XML data: look for page images here first (default: next to the "
+                                        "XML, its parent, the OCR-D workspace root)", flag="--images", metavar="DIR")
     progress: bool = True
-    # auto: CUDA when available (with automatic mixed precision), else the CPU
-    device: str = "auto"
+    device: str = flag("auto", "auto | cpu | cuda[:N]; auto = CUDA when available", type="device")
     # exponential moving average of the weights (0 = off; e.g. 0.999): validated, saved and
     # shipped instead of the raw weights when on
-    ema: float = 0.0
+    ema: float = flag(0.0, "exponential moving average of the weights, e.g. 0.999; 0 = off (default: 0)",
+                      type="unit_interval", metavar="DECAY")
     # data-parallel synchronization: ddp (all-reduce of the gradients every step) or bmuf
     # (blockwise model-update filtering, :mod:`inkpack.train.bmuf`): local steps, then every
     # ``block_steps`` steps the averaged update filtered with block momentum (default 1 - 1/N
     # for N workers) and block learning rate; ``nesterov`` starts blocks from the look-ahead
-    sync: str = "ddp"
-    block_steps: int = 8
-    block_momentum: float | None = None
-    block_lr: float = 1.0
-    nesterov: bool = False
+    sync: str = flag("ddp", "data parallel: ddp = all-reduce the gradients every step; bmuf = blockwise "
+                            "model-update filtering, local steps and one synchronization per block", choices=SYNC)
+    block_steps: int = flag(8, "bmuf: local steps per block", type="positive_int", metavar="TAU")
+    block_momentum: float | None = flag(None, "bmuf: block momentum in [0, 1) (default: 1 - 1/N for N workers)",
+                                        type="unit_interval", metavar="ETA")
+    block_lr: float = flag(1.0, "bmuf: block learning rate", type="positive_float", metavar="ZETA")
+    nesterov: bool = flag(False, "bmuf: start each block from the Nesterov look-ahead θ_g + η·Δ (default: classical)")
 
     @classmethod
     def from_yaml(cls, path: str, **overrides) -> "TrainConfig":

@@ -83,7 +83,7 @@ def architectures() -> list[dict]:
     return rows
 
 
-def list_models(a: argparse.Namespace) -> int:
+def cmd_models(a: argparse.Namespace) -> int:
     from inkpack.models.io import models_dir
 
     folder = models_dir()
@@ -98,3 +98,8 @@ def list_models(a: argparse.Namespace) -> int:
         print(f"{r['name']:<16} {r['input']:<6} {r['params'] / 1e6:>8.2f}M {g}  {r['typical_input']:<13}  "
               f"{r['description']}")
     return 0
+
+
+def add_parser(sub) -> None:
+    m = sub.add_parser("models", help="list the shipped models and the architectures (parameters, GFLOPs)")
+    m.set_defaults(fn=cmd_models)

@@ -1,7 +1,7 @@
 """argparse value types: a bad option value is one line naming the flag, before any work starts;
 and the parser every command uses (:class:`Parser`: one-line usage errors, exit 2).
 
-Light on purpose (no torch): ``inkpack --help`` imports this module.
+Light on purpose (no torch): ``inkpack --help`` imports this module (``inkpack.cli.types``).
 """
 
 from __future__ import annotations
@@ -28,51 +28,28 @@ def _float(text: str) -> float:
     return v
 
 
-def positive_int(text: str) -> int:
-    v = _int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+def _checked(parse, ok, message: str, name: str):
+    """An argparse type: ``parse(text)`` whose value must satisfy ``ok``, else ``message``
+    (formatted with the value ``v`` and the ``text`` given)."""
+
+    def check(text: str):
+        v = parse(text)
+        if not ok(v):
+            raise argparse.ArgumentTypeError(message.format(v=v, text=text))
+        return v
+
+    check.__name__ = name
+    return check
 
 
-def nonneg_int(text: str) -> int:
-    v = _int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
-
-
-def finite_float(text: str) -> float:
-    return _float(text)
-
-
-def positive_float(text: str) -> float:
-    v = _float(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return v
-
-
-def nonneg_float(text: str) -> float:
-    v = _float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return v
-
-
-def unit_interval(text: str) -> float:
-    """A decay or share in ``[0, 1)`` (0 = off)."""
-    v = _float(text)
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return v
-
-
-def port(text: str) -> int:
-    v = _int(text)
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port 0..65535, got {v}")
-    return v
+positive_int = _checked(_int, lambda v: v >= 1, "must be at least 1, got {v}", "positive_int")
+nonneg_int = _checked(_int, lambda v: v >= 0, "must be 0 or more, got {v}", "nonneg_int")
+finite_float = _checked(_float, lambda v: True, "", "finite_float")
+positive_float = _checked(_float, lambda v: v > 0, "must be greater than 0, got {text}", "positive_float")
+nonneg_float = _checked(_float, lambda v: v >= 0, "must be 0 or more, got {text}", "nonneg_float")
+# a decay or share in [0, 1) (0 = off)
+unit_interval = _checked(_float, lambda v: 0.0 <= v < 1.0, "must be in [0, 1), got {text}", "unit_interval")
+port = _checked(_int, lambda v: 0 <= v <= 65535, "must be a TCP port 0..65535, got {v}", "port")
 
 
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -87,15 +64,7 @@ def device(text: str) -> str:
 
 def min_int(lo: int):
     """An integer ``>= lo`` (e.g. the input height of a line model)."""
-
-    def check(text: str) -> int:
-        v = _int(text)
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
-        return v
-
-    check.__name__ = f"int>={lo}"
-    return check
+    return _checked(_int, lambda v: v >= lo, f"must be at least {lo}, got {{v}}", f"int>={lo}")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -6,7 +6,8 @@ the Python API, the service and ``report``), whatever command reads it. ``--mode
 name, a path or an ``.onnx`` file everywhere, as ``inkpack.load`` does; what it reads is
 ``models.io.input_kind``. Files are dispatched by content (``inkpack.infer.inputs.file_kind``):
 images to the line model, ink lines (InkML, IAM-OnDB ``.xml`` strokes) to the online line model,
-CASIA ``.pot`` characters to the character model, unless ``--model`` says otherwise.
+CASIA ``.pot`` characters to the character model, unless ``--model`` says otherwise. PAGE-XML
+inputs and ``--page`` scans are :mod:`inkpack.cli.pages`.
 
 Nothing here imports torch at module level (``inkpack --help`` imports this module).
 """
@@ -19,12 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-from inkpack.decode.options import decoder_from_args as _decoder  # _decoder: the old name (tests)
+from inkpack.cli import options as O
+from inkpack.cli import types as T
+from inkpack.cli.common import CHUNK, Out, file_kind, image_rec, model_kind
+from inkpack.cli.common import decoder as _decoder
+from inkpack.cli.pages import page_scans, pagexml_inputs
 from inkpack.errors import BadSampleError, ConfigError, InkpackError, InputError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 INK_DATA = (".pot", ".npz")
-CHUNK = 128  # lines decoded and prepared at a time: memory stays bounded on large sets
 
 
 def _progress(mode: str, total: int, desc: str):
@@ -123,65 +127,18 @@ def evaluate_lines(a: argparse.Namespace) -> dict:
             "backend": rec.backend}
 
 
-# ------------------------------------------------------------------ recognize
-def _model_kind(model: str | None) -> str:
-    """``image``, ``ink`` or ``char``: what ``--model`` reads (None: no model given)."""
-    if model is None:
-        return "none"
-    from inkpack.models.io import input_kind
-
-    return input_kind(model)
-
-
-class _Out:
-    """Prints results as they come (text) or collects them for one JSON document (``--json``)."""
-
-    def __init__(self, as_json: bool, multi: bool) -> None:
-        self.as_json, self.multi, self.items, self.failed = as_json, multi, [], 0
-
-    def result(self, name: str, r, text: str, sample: bool = False) -> None:
-        for msg in getattr(r, "warnings", None) or ():
-            print(f"warning: {name}: {msg}", file=sys.stderr)
-        if self.as_json:
-            self.items.append({"input": name, **r.to_dict()})
-        else:
-            print(f"{name}\t{text}" if (self.multi or sample) else text, flush=False)
-
-    def error(self, name: str, e: Exception) -> None:
-        self.failed += 1
-        msg = str(e) if name in str(e) else f"{name}: {e}"
-        print(f"error: {msg}", file=sys.stderr)
-        if self.as_json:
-            self.items.append({"input": name, "error": msg})
-
-    def close(self) -> None:
-        if self.as_json:
-            from inkpack.jsonio import dumps
-
-            print(dumps(self.items, indent=2))
-        sys.stdout.flush()
-
-
-def _file_kind(path: str) -> str:
-    from inkpack.infer.inputs import file_kind
-
-    if os.path.isdir(path):
-        return "pagexml"  # a folder of PAGE-XML files
-    return file_kind(path) if os.path.isfile(path) else "image"  # a missing file: named by the image reader
-
-
 def cmd_recognize(a: argparse.Namespace) -> int:
     if getattr(a, "page", False):
-        return _page_scans(a)
+        return page_scans(a)
     for flag in ("format", "seg_model"):
         if getattr(a, flag, None) is not None:
             raise ConfigError(f"--{flag.replace('_', '-')}: only with --page (page scans)")
-    kinds = [_file_kind(p) for p in a.images]
+    kinds = [file_kind(p) for p in a.images]
     if getattr(a, "out", None) and "pagexml" not in kinds:
         raise ConfigError("--out: the filled PAGE-XML is written for PAGE-XML inputs; none given")
-    kind_of_model = _model_kind(a.model)
+    kind_of_model = model_kind(a.model)
     decoder = _decoder(a)
-    out = _Out(a.json, len(a.images) > 1)
+    out = Out(a.json, len(a.images) > 1)
     state: dict = {}
     pending: list[str] = []
     for path, kind in zip(a.images, kinds):
@@ -192,7 +149,7 @@ def cmd_recognize(a: argparse.Namespace) -> int:
             continue
         _images(pending, a, kind_of_model, decoder, state, out)
         if kind == "pagexml":
-            _pages(path, a, kind_of_model, decoder, state, out)
+            pagexml_inputs(path, a, kind_of_model, decoder, state, out)
         elif kind == "xml":
             out.error(path, InputError(f"{path}: an XML file that is neither PAGE-XML, InkML nor IAM-OnDB strokes"))
         else:
@@ -202,94 +159,7 @@ def cmd_recognize(a: argparse.Namespace) -> int:
     return 2 if out.failed else 0
 
 
-def _page_scans(a: argparse.Namespace) -> int:
-    """``recognize --page``: page scans segmented, each line recognized, PAGE-XML / ALTO / text written."""
-    from inkpack.segment.commands import run_pages
-
-    if a.json:
-        raise ConfigError("--json: with --page use --format json")
-    kind_of_model = _model_kind(a.model)
-    if kind_of_model not in ("none", "image"):
-        raise ConfigError(f"--model {a.model} is an {kind_of_model!r} model; --page needs a line image model")
-    decoder = _decoder(a)
-    return run_pages(a.images, a.out, a.format or "page", a.seg_model, lambda: _image_rec(a, decoder, {}), a.threads,
-                     check_180=getattr(a, "check_180", False))
-
-
-# ------------------------------------------------------------------ evaluate-pages
-def cmd_evaluate_pages(a: argparse.Namespace) -> int:
-    """Baseline P/R/F1 (cBAD) and page CER/WER on page scans with ground-truth PAGE-XML."""
-    import torch
-
-    from inkpack.segment.evaluate import evaluate_pages
-    from inkpack.segment.page import Segmenter
-    from inkpack.segment.pages import page_pairs
-
-    if _model_kind(a.model) not in ("none", "image"):
-        raise ConfigError(f"--model {a.model}: evaluate-pages needs a line image model")
-    torch.set_num_threads(a.threads)
-    pairs = page_pairs(a.data)
-    res = evaluate_pages(pairs, Segmenter(a.seg_model), _image_rec(a, _decoder(a), {}))
-    for msg in res["failed"]:
-        print(f"skipped: {msg}", file=sys.stderr)
-    if not res["pages"]:
-        raise InputError(f"{a.data}: no page could be evaluated ({len(res['failed'])} failed)")
-    print(f"baseline P {res['baseline_precision']:.3f}  R {res['baseline_recall']:.3f}  F1 {res['baseline_f1']:.3f}  "
-          f"page CER {100 * res['page_cer']:.2f}%  WER {100 * res['page_wer']:.2f}%  "
-          f"(GT lines: CER {100 * res['gt_line_page_cer']:.2f}%  WER {100 * res['gt_line_page_wer']:.2f}%)  "
-          f"pages {res['pages']}  {res['page_s_per_page']:.2f} s/page")
-    if a.json:
-        from inkpack.jsonio import write_json
-
-        write_json(a.json, {"data": a.data, "threads": a.threads, **res}, flag="--json")
-    return 0
-
-
-def _image_rec(a, decoder, state: dict):
-    if "image" not in state:
-        from inkpack.infer.recognizer import open_recognizer
-
-        name = Path(str(a.model)).stem if a.model else "default"
-        state["image"] = open_recognizer(a.model, threads=a.threads, device=a.device, decoder=decoder, name=name,
-                                         batch_size=a.batch_size)
-    return state["image"]
-
-
-def _pages(path: str, a, kind_of_model: str, decoder, state: dict, out: _Out) -> None:
-    """A PAGE-XML file or folder: every TextLine recognized; with ``--out`` the filled XML written."""
-    from inkpack.decode.recognition import Recognition
-    from inkpack.deploy.page import crops_recognizer, recognize_pagexml
-
-    if kind_of_model not in ("none", "image"):
-        out.error(path, ConfigError(f"--model {a.model} is an {kind_of_model!r} model; {path} is a PAGE-XML page"))
-        return
-
-    def on_page(f: str, res) -> None:
-        for lid, r in zip(res.line_ids, res.results):
-            r = r if isinstance(r, Recognition) else Recognition(str(getattr(r, "text", r)))
-            out.result(f"{f}:{lid}", r, r.text, sample=True)
-        for e in res.errors:
-            print(f"skipped: {f}: {e}", file=sys.stderr)
-
-    target = getattr(a, "out", None)
-    if target and not os.path.isdir(path) and target.lower().endswith(".xml") and not os.path.isdir(target):
-        from inkpack.jsonio import check_output_file
-
-        check_output_file(target, "--out")  # one page into one file: its folder is made now
-    try:
-        rep = recognize_pagexml(path, crops_recognizer(_image_rec(a, decoder, state)), getattr(a, "out", None),
-                                images_dir=getattr(a, "images_dir", None), batch_size=a.batch_size, on_page=on_page)
-    except InkpackError as e:
-        out.error(path, e)
-        return
-    for msg in rep.skipped_pages:  # one bad page of a folder is skipped and counted, never fatal
-        print(f"skipped: {msg}", file=sys.stderr)
-    if rep.outputs:
-        print(f"wrote {len(rep.outputs)} PAGE-XML file(s): {rep.pages} pages, {rep.lines} lines "
-              f"({len(rep.skipped_pages)} pages skipped)", file=sys.stderr)
-
-
-def _images(paths: list[str], a, kind_of_model: str, decoder, state: dict, out: _Out) -> None:
+def _images(paths: list[str], a, kind_of_model: str, decoder, state: dict, out: Out) -> None:
     """Recognize the image files in ``paths`` (then empty it), batched by width."""
     if not paths:
         return
@@ -298,7 +168,7 @@ def _images(paths: list[str], a, kind_of_model: str, decoder, state: dict, out: 
         for p in todo:
             out.error(p, ConfigError(f"--model {a.model} is an {kind_of_model!r} model; {p} is an image"))
         return
-    rec = _image_rec(a, decoder, state)
+    rec = image_rec(a, decoder, state)
     prepared: dict[int, object] = {}
     failed: dict[int, InkpackError] = {}
     for i, p in enumerate(todo):
@@ -314,7 +184,7 @@ def _images(paths: list[str], a, kind_of_model: str, decoder, state: dict, out: 
             out.result(name, results[i], results[i].text)
 
 
-def _ink(path: str, kind: str, a, kind_of_model: str, decoder, state: dict, out: _Out) -> None:
+def _ink(path: str, kind: str, a, kind_of_model: str, decoder, state: dict, out: Out) -> None:
     from inkpack.ink_commands import default_model, format_result, ink_recognizer, ink_results
 
     if kind_of_model == "image":
@@ -359,3 +229,50 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"\n{len(hyps)} lines  CER {100 * counts.cer:.2f}%  WER {100 * counts.wer:.2f}%  "
           f"{1000 * dt / len(hyps):.1f} ms/line (1 thread)")
     return 0
+
+
+# ------------------------------------------------------------------ parsers
+def add_parsers(sub) -> None:
+    """``evaluate`` and ``recognize``."""
+    e = sub.add_parser("evaluate", help="CER/WER and speed on labelled data")
+    e.add_argument("data", help="TSV manifest, PAGE-XML file/folder, IAM lines.txt; or ink: .pot characters, .npz lines")
+    O.model(e)
+    O.json_out(e)
+    e.add_argument("--output", metavar="TSV", help="write per-line results: image, reference, hypothesis, cer")
+    O.images_dir(e)
+    O.runtime(e, batch=1)
+    O.progress(e)
+    e.add_argument("--perturb-order", type=T.perturb_rates, metavar="RATES", default=None,
+                   help="ink data: perturb each sample's stroke order/direction first, e.g. "
+                        "swap=0.05,reverse=0.03,join=0.1[,permute]")
+    e.add_argument("--perturb-seed", type=T.nonneg_int, default=0, help="seed of --perturb-order")
+    O.decoder(e)
+    e.set_defaults(fn=cmd_evaluate)
+
+    r = sub.add_parser("recognize", help="print one transcription per image or ink sample")
+    r.add_argument("images", nargs="+", metavar="FILE",
+                   help="line images, InkML, IAM-OnDB .xml strokes, CASIA .pot, PAGE-XML files or folders "
+                        "(recognized by content)")
+    O.model(r, "model: name, path or .onnx (default: the bundled offline model for images, "
+               "the online line model for ink lines, the character model for .pot)")
+    r.add_argument("--json", action="store_true",
+                   help="print a JSON list: text, per-character confidences and positions per input")
+    r.add_argument("--out", metavar="PATH", help="PAGE-XML inputs: write the filled PAGE-XML here (a file for one "
+                                                  "page, a folder otherwise; default: print the lines only)")
+    O.images_dir(r, O.IMAGES_HELP.replace("PAGE-XML data:", "PAGE-XML inputs:"))
+    O.runtime(r, batch_help="images (or page lines) per forward pass")
+    r.add_argument("--page", action="store_true",
+                   help="the images are page scans (or folders of them): segment each page, recognize its lines "
+                        "and write PAGE-XML, ALTO or text in reading order (--out: a file, or a folder for several)")
+    r.add_argument("--format", choices=["page", "alto", "text", "json"], default=None,
+                   help="with --page: PAGE-XML 2019 (default), ALTO 4, plain text, JSON")
+    O.seg_model(r, "with --page: " + O.SEG_MODEL_HELP)
+    O.check_180(r, "with --page: also look for upside-down pages (a second segmentation pass)")
+    O.decoder(r)
+    r.set_defaults(fn=cmd_recognize)
+
+
+def add_demo_parser(sub) -> None:
+    d = sub.add_parser("demo", help="recognize the bundled samples with the bundled model")
+    O.model(d)
+    d.set_defaults(fn=cmd_demo)

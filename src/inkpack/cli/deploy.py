@@ -1,7 +1,6 @@
-"""``inkpack export``, ``inkpack serve`` and ``inkpack web`` (the lead wires these into ``inkpack.cli``).
-
-Also runnable alone: ``python -m inkpack.deploy.commands serve --port 8000``.
-"""
+"""``inkpack export``, ``inkpack serve`` and ``inkpack web``: the parsers and the calls into
+:func:`inkpack.deploy.export.export_onnx`, :func:`inkpack.deploy.server.serve` and
+:func:`inkpack.deploy.webbundle.build_web`."""
 
 from __future__ import annotations
 
@@ -9,10 +8,10 @@ import argparse
 import json
 import math
 import os
-import sys
 
-from inkpack import cli_types as T
-from inkpack.errors import ConfigError, InkpackError
+from inkpack.cli import options as O
+from inkpack.cli import types as T
+from inkpack.errors import ConfigError
 
 DEFAULT_MAX_LINES = 2000  # = inkpack.deploy.page.DEFAULT_MAX_LINES (not imported: --help stays light)
 
@@ -68,11 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_serve_options(args)
     import torch
 
+    from inkpack.decode.options import decoder_from_args
     from inkpack.deploy.server import serve
 
     torch.set_num_threads(args.threads)
-    from inkpack.decode.options import decoder_from_args
-
     token = args.token or os.environ.get("INKPACK_TOKEN") or None
     web_models = None
     if args.web_models:
@@ -97,14 +95,14 @@ def add_parsers(sub) -> None:
     x.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("serve", help="HTTP service + web demo (line, ink and PAGE-XML recognition)")
-    s.add_argument("--model", help="line model: path, name or .onnx (default: the bundled model)")
+    O.model(s, "line model: path, name or .onnx (default: the bundled model)")
     s.add_argument("--ink-model", help="ink model (lstm-char or online-blstm; path or .onnx; default: none, "
                                        "the ink endpoint answers 404)")
-    s.add_argument("--seg-model", help="page segmenter for page images sent without PAGE-XML "
-                                       "(default: the bundled models/hooker-segment)")
+    O.seg_model(s, "page segmenter for page images sent without PAGE-XML "
+                   "(default: the bundled models/hooker-segment)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     s.add_argument("--port", type=T.port, default=8000, help="TCP port (default: 8000)")
-    s.add_argument("--threads", type=T.positive_int, default=1, help="torch intra-op threads (default: 1)")
+    O.threads(s, help="torch intra-op threads (default: 1)")
     s.add_argument("--max-batch", type=T.positive_int, default=16, help="largest dynamic batch (default: 16)")
     s.add_argument("--max-wait-ms", type=T.nonneg_float, default=5.0,
                    help="how long a batch waits for company, in ms (default: 5.0)")
@@ -132,7 +130,7 @@ def add_parsers(sub) -> None:
                    help="on-device models for the web page (a folder written by `inkpack web --out DIR`): "
                         "the page then recognizes in the browser, and on the server only if asked "
                         "(default: none, the page uses the server)")
-    add_decoder_options(s)
+    O.decoder(s)
     s.set_defaults(fn=cmd_serve)
 
     w = sub.add_parser("web", help="write the web page with on-device (in-browser) recognition as static files")
@@ -140,37 +138,7 @@ def add_parsers(sub) -> None:
     w.add_argument("--ink-model", default="hanzi-lstm-char",
                    help="ink model for the writing pad: a character or online line model, path or name "
                         "(default: hanzi-lstm-char)")
-    w.add_argument("--model", help="line model: path or name (default: the bundled model)")
+    O.model(w, "line model: path or name (default: the bundled model)")
     w.add_argument("--no-ink", action="store_true", help="no on-device ink model")
     w.add_argument("--no-line", action="store_true", help="no on-device line model")
     w.set_defaults(fn=cmd_web)
-
-
-def add_decoder_options(p) -> None:
-    """``--decoder greedy|beam|beam+lm`` and its options (recognize, evaluate, serve). The decoder's
-    default (None) is resolved by ``inkpack.decode.options.decoder_from_args``: beam+lm with ``--lm``, else greedy."""
-    p.add_argument("--decoder", choices=["greedy", "beam", "beam+lm"], default=None,
-                   help="greedy | beam | beam+lm (default: greedy, or beam+lm when --lm is given)")
-    p.add_argument("--beam", type=T.positive_int, default=16, help="beam width (default: 16)")
-    p.add_argument("--lm", help="character ARPA LM (with --decoder beam+lm; default: none)")
-    p.add_argument("--lexicon", help="word list, one word per line (default: none)")
-    p.add_argument("--alpha", type=T.finite_float, default=0.5, help="LM weight (default: 0.5)")
-    p.add_argument("--beta", type=T.finite_float, default=0.0, help="word insertion bonus (default: 0.0)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = T.Parser(prog="python -m inkpack.deploy.commands")  # one-line usage errors, as `inkpack serve`
-    add_parsers(p.add_subparsers(dest="command", required=True, parser_class=T.Parser))
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:  # a usage error (one line, on stderr) or --help
-        return int(e.code or 0)
-    try:
-        return int(args.fn(args) or 0)
-    except InkpackError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
