@@ -188,7 +188,7 @@ def test_debug_shows_the_traceback_and_bugs_keep_theirs(tsv, capsys, monkeypatch
     assert rc == 2 and "Traceback" in err and err.strip().splitlines()[-1] == "error: /nonexistent/d.tsv: file not found"
     import inkpack.cli.run as cr
 
-    def boom(a):
+    def boom(*args, **kwargs):
         raise ValueError("a bug")
 
     monkeypatch.setattr(cr, "evaluate_lines", boom)

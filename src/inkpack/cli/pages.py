@@ -1,19 +1,19 @@
-"""The page commands: ``inkpack segment``, ``inkpack evaluate-pages``, ``recognize --page`` (page
-scans) and ``recognize`` of PAGE-XML inputs. The work is in :mod:`inkpack.segment.commands`
-(``run_pages``), :mod:`inkpack.segment.evaluate` and :mod:`inkpack.deploy.page`; nothing here
-imports torch at module level.
+"""The page commands: ``inkpack segment``, ``inkpack evaluate-pages`` and ``recognize --page``
+(page scans). The work is in :mod:`inkpack.segment.commands` (``run_pages``) and
+:mod:`inkpack.segment.evaluate`; ``recognize`` of PAGE-XML inputs is
+:class:`inkpack.infer.files.FileRecognizer`. Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from inkpack.cli import options as O
-from inkpack.cli.common import Out, image_rec, model_kind
 from inkpack.cli.common import decoder as _decoder
-from inkpack.errors import ConfigError, InkpackError, InputError
+from inkpack.cli.common import file_recognizer
+from inkpack.errors import ConfigError, InputError
+from inkpack.infer.files import model_kind
 
 SEGMENT_HELP = "find the text lines of page images (PAGE-XML, ALTO, JSON), optionally read them"
 FORMATS = ("alto", "json", "page", "text")  # = sorted(inkpack.segment.commands.SUFFIX)
@@ -29,7 +29,8 @@ def page_scans(a: argparse.Namespace) -> int:
     if kind_of_model not in ("none", "image"):
         raise ConfigError(f"--model {a.model} is an {kind_of_model!r} model; --page needs a line image model")
     decoder = _decoder(a)
-    return run_pages(a.images, a.out, a.format or "page", a.seg_model, lambda: image_rec(a, decoder, {}), a.threads,
+    return run_pages(a.images, a.out, a.format or "page", a.seg_model,
+                     lambda: file_recognizer(a, decoder).line_recognizer(), a.threads,
                      check_180=getattr(a, "check_180", False))
 
 
@@ -45,7 +46,7 @@ def cmd_evaluate_pages(a: argparse.Namespace) -> int:
         raise ConfigError(f"--model {a.model}: evaluate-pages needs a line image model")
     torch.set_num_threads(a.threads)
     pairs = page_pairs(a.data)
-    res = evaluate_pages(pairs, Segmenter(a.seg_model), image_rec(a, _decoder(a), {}))
+    res = evaluate_pages(pairs, Segmenter(a.seg_model), file_recognizer(a, _decoder(a)).line_recognizer())
     for msg in res["failed"]:
         print(f"skipped: {msg}", file=sys.stderr)
     if not res["pages"]:
@@ -59,40 +60,6 @@ def cmd_evaluate_pages(a: argparse.Namespace) -> int:
 
         write_json(a.json, {"data": a.data, "threads": a.threads, **res}, flag="--json")
     return 0
-
-
-def pagexml_inputs(path: str, a, kind_of_model: str, decoder, state: dict, out: Out) -> None:
-    """A PAGE-XML file or folder: every TextLine recognized; with ``--out`` the filled XML written."""
-    from inkpack.decode.recognition import Recognition
-    from inkpack.deploy.page import crops_recognizer, recognize_pagexml
-
-    if kind_of_model not in ("none", "image"):
-        out.error(path, ConfigError(f"--model {a.model} is an {kind_of_model!r} model; {path} is a PAGE-XML page"))
-        return
-
-    def on_page(f: str, res) -> None:
-        for lid, r in zip(res.line_ids, res.results):
-            r = r if isinstance(r, Recognition) else Recognition(str(getattr(r, "text", r)))
-            out.result(f"{f}:{lid}", r, r.text, sample=True)
-        for e in res.errors:
-            print(f"skipped: {f}: {e}", file=sys.stderr)
-
-    target = getattr(a, "out", None)
-    if target and not os.path.isdir(path) and target.lower().endswith(".xml") and not os.path.isdir(target):
-        from inkpack.jsonio import check_output_file
-
-        check_output_file(target, "--out")  # one page into one file: its folder is made now
-    try:
-        rep = recognize_pagexml(path, crops_recognizer(image_rec(a, decoder, state)), getattr(a, "out", None),
-                                images_dir=getattr(a, "images_dir", None), batch_size=a.batch_size, on_page=on_page)
-    except InkpackError as e:
-        out.error(path, e)
-        return
-    for msg in rep.skipped_pages:  # one bad page of a folder is skipped and counted, never fatal
-        print(f"skipped: {msg}", file=sys.stderr)
-    if rep.outputs:
-        print(f"wrote {len(rep.outputs)} PAGE-XML file(s): {rep.pages} pages, {rep.lines} lines "
-              f"({len(rep.skipped_pages)} pages skipped)", file=sys.stderr)
 
 
 def cmd_segment(a: argparse.Namespace) -> int:

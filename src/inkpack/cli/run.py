@@ -4,10 +4,10 @@ One inference layer for all of them: every line image goes through
 :class:`inkpack.infer.recognizer.Recognizer` (its ``prepare``, backend and decoding, shared with
 the Python API, the service and ``report``), whatever command reads it. ``--model`` takes a
 name, a path or an ``.onnx`` file everywhere, as ``inkpack.load`` does; what it reads is
-``models.io.input_kind``. Files are dispatched by content (``inkpack.infer.inputs.file_kind``):
-images to the line model, ink lines (InkML, IAM-OnDB ``.xml`` strokes) to the online line model,
-CASIA ``.pot`` characters to the character model, unless ``--model`` says otherwise. PAGE-XML
-inputs and ``--page`` scans are :mod:`inkpack.cli.pages`.
+``models.io.input_kind``. The work is in the library: ``evaluate`` of line data is
+:func:`inkpack.infer.evaluate.evaluate_lines`; ``recognize`` dispatches files by content (images,
+ink lines, ``.pot`` characters, PAGE-XML) with :class:`inkpack.infer.files.FileRecognizer`;
+``--page`` scans are :mod:`inkpack.cli.pages`. This module parses, calls and prints.
 
 Nothing here imports torch at module level (``inkpack --help`` imports this module).
 """
@@ -16,30 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 from inkpack.cli import options as O
 from inkpack.cli import types as T
-from inkpack.cli.common import CHUNK, Out, file_kind, image_rec, model_kind
+from inkpack.cli.common import Out, file_recognizer
 from inkpack.cli.common import decoder as _decoder
-from inkpack.cli.pages import page_scans, pagexml_inputs
-from inkpack.errors import BadSampleError, ConfigError, InkpackError, InputError
+from inkpack.cli.pages import page_scans
+from inkpack.errors import ConfigError, InputError
+from inkpack.infer.evaluate import evaluate_lines
 
 REPO = Path(__file__).resolve().parents[3]
 INK_DATA = (".pot", ".npz")
-
-
-def _progress(mode: str, total: int, desc: str):
-    from tqdm import tqdm
-
-    disable = {"on": False, "off": True}.get(mode)  # auto (None): only when stderr is a terminal
-    return tqdm(total=total, desc=desc, unit="line", disable=disable, file=sys.stderr, dynamic_ncols=True)
-
-
-def _field(text: str) -> str:
-    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
 # ------------------------------------------------------------------ evaluate
@@ -65,7 +54,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             return 0
     if getattr(a, "perturb_order", None):
         raise ConfigError(f"--perturb-order: stroke-order perturbations apply to ink data; {a.data} is line images")
-    res = evaluate_lines(a)
+    res = evaluate_lines(a.data, a.model, images_dir=getattr(a, "images_dir", None), batch_size=a.batch_size,
+                         threads=a.threads, device=a.device, decoder=_decoder(a),
+                         progress=getattr(a, "progress", "auto"), output=a.output)
     print(f"CER {100 * res['cer']:.2f}%  WER {100 * res['wer']:.2f}%  lines {res['lines']}  "
           f"{res['lines_per_s']:.1f} lines/s  {res['ms_per_line']:.2f} ms/line")
     if a.json:
@@ -75,134 +66,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_lines(a: argparse.Namespace) -> dict:
-    """CER/WER of line images; lines decoded ``CHUNK`` at a time; model time is what ms/line counts."""
-    from inkpack.data.images import load_gray
-    from inkpack.data.lines import read_records
-    from inkpack.infer.recognizer import open_recognizer
-    from inkpack.metrics import ErrorCounts
-
-    rec = open_recognizer(a.model, threads=a.threads, device=a.device, decoder=_decoder(a))
-    records, errors = read_records(a.data, images_dir=getattr(a, "images_dir", None))
-    skipped = list(errors)
-    for msg in errors:
-        print(f"skipped: {msg}", file=sys.stderr)
-    counts, rows, n, model_s, warm = ErrorCounts(), [], 0, 0.0, False
-    with _progress(getattr(a, "progress", "auto"), len(records), f"evaluating {Path(a.data).name}") as bar:
-        for s in range(0, len(records), CHUNK):
-            ims, kept = [], []
-            for r in records[s : s + CHUNK]:
-                try:
-                    # the height: a line too wide once scaled is refused from the file's header
-                    ims.append(rec.prepare(r.crop if r.crop is not None else load_gray(r.path, height=rec.height)))
-                    kept.append(r)
-                except (BadSampleError, InputError) as e:  # skipped and counted, as in training
-                    msg = str(e) if r.crop is None or r.id in str(e) else f"{r.id}: {e}"
-                    skipped.append(msg)
-                    bar.write(f"skipped: {msg}", file=sys.stderr)
-            if ims and not warm:
-                rec.recognize_prepared(ims[:4], a.batch_size)
-                warm = True
-            t0 = time.perf_counter()
-            hyps = rec.recognize_prepared(ims, a.batch_size) if ims else []
-            model_s += time.perf_counter() - t0
-            for r, h in zip(kept, hyps):
-                one = ErrorCounts()
-                one.add(h, r.text)
-                counts.add(h, r.text)
-                rows.append((r.id if r.crop is not None else r.path, r.text, h, one.cer))
-            n += len(kept)
-            bar.update(min(CHUNK, len(records) - s))
-    if n == 0:
-        raise InputError(f"{a.data}: no readable lines ({len(skipped)} skipped)")
-    if a.output:
-        from inkpack.jsonio import write_text
-
-        body = "".join(f"{_field(i)}\t{_field(r)}\t{_field(h)}\t{c:.4f}\n" for i, r, h, c in rows)
-        write_text(a.output, "image\treference\thypothesis\tcer\n" + body, "--output")
-    model_s = max(model_s, 1e-9)
-    return {"cer": counts.cer, "wer": counts.wer, "lines": n, "skipped": len(skipped),
-            "lines_per_s": n / model_s, "ms_per_line": 1000 * model_s / n, "threads": a.threads,
-            "batch_size": a.batch_size, "decoder": getattr(a, "decoder", None) or ("beam+lm" if a.lm else "greedy"),
-            "backend": rec.backend}
-
-
 def cmd_recognize(a: argparse.Namespace) -> int:
     if getattr(a, "page", False):
         return page_scans(a)
     for flag in ("format", "seg_model"):
         if getattr(a, flag, None) is not None:
             raise ConfigError(f"--{flag.replace('_', '-')}: only with --page (page scans)")
-    kinds = [file_kind(p) for p in a.images]
-    if getattr(a, "out", None) and "pagexml" not in kinds:
-        raise ConfigError("--out: the filled PAGE-XML is written for PAGE-XML inputs; none given")
-    kind_of_model = model_kind(a.model)
-    decoder = _decoder(a)
     out = Out(a.json, len(a.images) > 1)
-    state: dict = {}
-    pending: list[str] = []
-    for path, kind in zip(a.images, kinds):
-        if kind == "image":
-            pending.append(path)
-            if len(pending) >= CHUNK:
-                _images(pending, a, kind_of_model, decoder, state, out)
-            continue
-        _images(pending, a, kind_of_model, decoder, state, out)
-        if kind == "pagexml":
-            pagexml_inputs(path, a, kind_of_model, decoder, state, out)
-        elif kind == "xml":
-            out.error(path, InputError(f"{path}: an XML file that is neither PAGE-XML, InkML nor IAM-OnDB strokes"))
-        else:
-            _ink(path, kind, a, kind_of_model, decoder, state, out)
-    _images(pending, a, kind_of_model, decoder, state, out)
+    file_recognizer(a, _decoder(a)).run(a.images, out, getattr(a, "out", None))
     out.close()
     return 2 if out.failed else 0
-
-
-def _images(paths: list[str], a, kind_of_model: str, decoder, state: dict, out: Out) -> None:
-    """Recognize the image files in ``paths`` (then empty it), batched by width."""
-    if not paths:
-        return
-    todo, paths[:] = list(paths), []
-    if kind_of_model not in ("none", "image"):
-        for p in todo:
-            out.error(p, ConfigError(f"--model {a.model} is an {kind_of_model!r} model; {p} is an image"))
-        return
-    rec = image_rec(a, decoder, state)
-    prepared: dict[int, object] = {}
-    failed: dict[int, InkpackError] = {}
-    for i, p in enumerate(todo):
-        try:
-            prepared[i] = rec.prepare_input(p)
-        except InkpackError as e:  # unreadable, too large, not an image
-            failed[i] = e
-    results = dict(zip(prepared, rec.run_batched(list(prepared.values()), a.batch_size)))
-    for i, name in enumerate(todo):  # in input order
-        if i in failed:
-            out.error(name, failed[i])
-        else:
-            out.result(name, results[i], results[i].text)
-
-
-def _ink(path: str, kind: str, a, kind_of_model: str, decoder, state: dict, out: Out) -> None:
-    from inkpack.ink_commands import default_model, format_result, ink_recognizer, ink_results
-
-    if kind_of_model == "image":
-        out.error(path, ConfigError(f"--model {a.model} reads images; {path} is ink (omit --model "
-                                    "for the bundled ink models, or give an ink model)"))
-        return
-    key = a.model or default_model(kind)
-    try:
-        if key not in state:
-            state[key] = ink_recognizer(a.model, kind, a.threads, decoder)
-        rec = state[key]
-        for name, r in ink_results(path, rec, kind):
-            if isinstance(r, InkpackError):
-                out.error(name, r)
-            else:
-                out.result(name, r, format_result(rec, r), sample=True)
-    except InkpackError as e:
-        out.error(path, e)
 
 
 # ------------------------------------------------------------------ demo

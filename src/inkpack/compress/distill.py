@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from inkpack.batching import Batch
 from inkpack.errors import InkpackError
+from inkpack.train.base import optimizer_step
 from inkpack.train.ctc import ctc_loss, run_model
 
 __all__ = [
@@ -172,13 +173,11 @@ def distill(teacher: nn.Module, student: nn.Module, batches: Iterable[Batch] | C
     return {"criterion": criterion, "steps": steps, "losses": history, "seconds": time.perf_counter() - t0}
 
 
-def _update(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, clip: float, history: list) -> None:
-    """One optimiser step on ``loss`` (gradient norm clipped to ``clip`` when set), logged in ``history``."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip:
-        torch.nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
+def _update(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, clip: float, history: list,
+            after_step: Callable[[], None] | None = None) -> None:
+    """One optimiser step on ``loss`` (gradient norm of ``params`` clipped to ``clip`` when set),
+    logged in ``history``."""
+    optimizer_step(loss, opt, params, clip, after_step=after_step)
     history.append(float(loss.detach()))
 
 
@@ -248,14 +247,7 @@ def finetune_ctc(model: nn.Module, batches: Iterable[Batch] | Callable[[int], Ba
             batch = next(it)
             logits, lengths = run_model(model, batch)
             loss = ctc_loss(logits, lengths, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            if after_step is not None:
-                after_step()
-            history.append(float(loss.detach()))
+            _update(opt, model.parameters(), loss, clip, history, after_step)  # clips all the model's gradients
             if log_every and step % log_every == 0:
                 log(f"fine-tune step {step}/{steps} ctc {sum(history[-log_every:]) / log_every:.4g}")
     finally:

@@ -107,23 +107,23 @@ def retrain(model: nn.Module, task: Task, steps: int, *, lr: float = 3e-4, param
         return []
     import torch
 
+    from inkpack.train.base import CLIP_NORM, optimizer_step
+
     params = list(params) if params is not None else list(model.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, (lambda s: lr_factor(s, steps, hold)) if schedule == "cosine" else (lambda s: 1.0))
+
+    def stepped() -> None:
+        sched.step()
+        if after_step:
+            after_step()
+
     losses = []
     model.train()
     for step in range(steps):
         loss = task.loss(model, task.batch(step + offset))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if after_backward:
-            after_backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        sched.step()
-        if after_step:
-            after_step()
+        optimizer_step(loss, opt, params, CLIP_NORM, after_backward=after_backward, after_step=stepped)
         losses.append(float(loss.detach()))
         if log and (step + 1) % max(1, steps // 5) == 0:
             log(f"  step {step + 1}/{steps} loss {statistics.fmean(losses[-max(1, steps // 5):]):.4g}")

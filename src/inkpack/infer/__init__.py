@@ -9,7 +9,10 @@
 * :mod:`inkpack.infer.decode`: CTC output or a character's class scores → :class:`Recognition`
   (text, confidences, positions, candidates);
 * :mod:`inkpack.infer.recognizer`: :class:`Recognizer` (batching, per-line runs for batch-dependent
-  backends, a lock for backends that are not thread-safe) and :func:`open_recognizer`.
+  backends, a lock for backends that are not thread-safe) and :func:`open_recognizer`;
+* :mod:`inkpack.infer.evaluate`: :func:`evaluate_lines`, CER/WER and speed on labelled lines;
+  :mod:`inkpack.infer.files`: :class:`FileRecognizer`, files of any kind (images, ink, PAGE-XML)
+  each read by the model for its kind (what ``inkpack evaluate`` / ``recognize`` run).
 
 The Python API (``inkpack.load``), the service, the command line and ``report`` all use it.
 Submodules are imported where they are used (this package's import pulls no torch).

@@ -28,6 +28,7 @@ the same keys as the trainers wrote before this base existed, so their checkpoin
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,6 +43,20 @@ from inkpack.train.ema import Precision
 from inkpack.train.schedule import warmup_cosine
 
 CLIP_NORM = 5.0  # gradient-norm clip of every step (DDP: of the averaged gradient)
+_FP32 = Precision(torch.device("cpu"))  # no autocast, no scaling
+
+
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params, clip: float,
+                   precision: Precision | None = None, after_backward: Callable[[], None] | None = None,
+                   after_step: Callable[[], None] | None = None) -> None:
+    """The training step every trainer shares: clear the gradients, backward, ``after_backward``
+    (gradient changes: masks, shared weights), clip the gradient norm of ``params`` to ``clip``
+    (0: no clip), step, then ``after_step`` (schedule, weight average, re-applied masks).
+    ``precision``: the run's :class:`~inkpack.train.ema.Precision` (None: plain fp32)."""
+    opt.zero_grad(set_to_none=True)
+    (precision or _FP32).step(loss, opt, params, clip, after_backward)
+    if after_step is not None:
+        after_step()
 
 
 class TrainerBase:
@@ -120,12 +135,15 @@ class TrainerBase:
         self.model.train()
         with self.precision.autocast():
             loss, objective = self.step_loss(batch, global_count)
-        self.opt.zero_grad(set_to_none=True)
-        self.precision.step(objective, self.opt, self.model.parameters(), CLIP_NORM)
+        optimizer_step(objective, self.opt, self.model.parameters(), CLIP_NORM, self.precision,
+                       after_step=self.after_step)
+        return float(loss.detach())
+
+    def after_step(self) -> None:
+        """After each optimiser step: the schedule, then the weight average."""
         self.sched.step()
         if self.ema is not None:
             self.ema.update(self.model)
-        return float(loss.detach())
 
     @property
     def eval_model(self) -> nn.Module:

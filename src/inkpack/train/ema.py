@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -53,11 +54,21 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=torch.float16)
 
-    def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params, clip: float) -> None:
-        """backward, unscale, clip the gradient norm to ``clip``, step (skipped on inf/nan)."""
+    def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params, clip: float,
+             after_backward: Callable[[], None] | None = None) -> None:
+        """backward, ``after_backward``, unscale, clip the gradient norm of ``params`` to ``clip``
+        (0: no clip), step (skipped on inf/nan).
+
+        ``after_backward`` changes the gradients before the clip (pruning masks, gradients moved
+        to shared or latent weights). It runs before the unscale, so that gradients it moves onto
+        the optimizer's parameters are unscaled too: with scaling on (CUDA) it sees the scaled
+        gradients, which suits masks, sums and moves (linear changes)."""
         self.scaler.scale(loss).backward()
+        if after_backward is not None:
+            after_backward()
         self.scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(params, clip)
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
         self.scaler.step(opt)
         self.scaler.update()
 

@@ -27,6 +27,7 @@ from inkpack.errors import ConfigError, InkpackError, ModelFileError
 from inkpack.segment.data import load_page_gray, sample
 from inkpack.segment.model import build, default_config, save_segmenter
 from inkpack.segment.pages import page_pairs, read_gt_page
+from inkpack.train.base import optimizer_step
 from inkpack.train.checkpoint import (_legacy_numpy_globals, atomic_save, load_checkpoint, rng_state,
                                       set_rng_state)
 
@@ -153,10 +154,7 @@ def train(cfg: dict, log=print) -> dict:
             rng = np.random.default_rng([cfg["seed"], epoch, i]) if cfg["augment"] else None
             x, t = sample(gray, page, cfg["long_side"], rng)
             loss = loss_fn(model(torch.from_numpy(x)[None, None]), torch.from_numpy(t)[None])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step(); sched.step()
+            optimizer_step(loss, opt, model.parameters(), 5.0, after_step=sched.step)
             losses.append(loss.item()); pos += 1; step += 1
             bar.update(1); bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
             trained_s += time.time() - t0; t0 = time.time()
