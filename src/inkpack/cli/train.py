@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 from inkpack.cli import types as T
 from inkpack.errors import ConfigError
@@ -113,13 +112,12 @@ def config_task(path: str | None) -> str | None:
     reads the file reports what is wrong with it)."""
     if not path:
         return None
-    import yaml
+    from inkpack.train.config import read_yaml_mapping
 
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        task = read_yaml_mapping(path).get("task")
+    except ConfigError:
         return None
-    task = data.get("task") if isinstance(data, dict) else None
     return task if isinstance(task, str) else None
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -28,6 +27,7 @@ from inkpack.segment.data import load_page_gray, sample
 from inkpack.segment.model import build, default_config, save_segmenter
 from inkpack.segment.pages import page_pairs, read_gt_page
 from inkpack.train.base import optimizer_step
+from inkpack.train.config import read_yaml_mapping
 from inkpack.train.checkpoint import (_legacy_numpy_globals, atomic_save, load_checkpoint, rng_state,
                                       set_rng_state)
 
@@ -186,12 +186,7 @@ def train(cfg: dict, log=print) -> dict:
 
 
 def read_config(path: str) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read config ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a YAML mapping is expected")
+    data = read_yaml_mapping(path)
     task = data.pop("task", "segment")
     if task != "segment":
         raise ConfigError(f"{path}: task is {task!r}, not a segmenter config")
