@@ -1,6 +1,6 @@
 """BMUF versus DDP: synchronizations, a fitted communication model, and (optionally) convergence.
 
-Usage: ``benchmarks/bmuf.py [--quick] [--json OUT] [--convergence MINUTES]``.
+Usage: ``benchmarks/bmuf.py [--quick] [--json OUT] [--convergence MINUTES [--runs ddp,bmuf_tau8,...] [--workdir DIR]]``.
 
 (a) COMPUTED, no training: synchronizations and bytes per epoch of the shipped model
     (``models/hooker-darknet``: its parameter count) over the Hooker train set's steps per
@@ -204,7 +204,19 @@ def _ckpt_step(out: Path) -> int:
     return int(torch.load(p, map_location="cpu", weights_only=False)["global_step"]) if p.exists() else 0
 
 
-def convergence(minutes: float, quick: bool, workdir: Path) -> dict:
+# --convergence runs: name -> extra `inkpack train` options (after DDP, each for DDP's step count)
+SYNC_RUNS = {
+    "ddp": ["--sync", "ddp"],
+    "bmuf_tau8": ["--sync", "bmuf", "--block-steps", "8"],
+    "bmuf_tau8_nesterov": ["--sync", "bmuf", "--block-steps", "8", "--nesterov"],
+    "bmuf_tau8_eta0": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0"],
+}
+
+
+def convergence(minutes: float, quick: bool, workdir: Path, names: list[str]) -> dict:
+    """DDP for ``minutes / 2``, then each other run in ``names`` for DDP's number of steps (the
+    same global batches, hence samples). A run whose folder in ``workdir`` already holds that many
+    steps is reused, so a killed study resumes and a variant can be added later."""
     import yaml
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
@@ -212,30 +224,41 @@ def convergence(minutes: float, quick: bool, workdir: Path) -> dict:
     cfg.update(train=str(HOOKER / "train.tsv"), val=str(HOOKER / "val.tsv"), threads=1, time_limit=0)
     if quick:  # a smoke run of the code path, not a measurement
         cfg.update(limit=48, val_limit=16, batch_size=8, epochs=3)
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     common = ["--config", str(workdir / "config.yaml"), "--nproc", "2"]
     runs = {}
     half = max(0.1, minutes / 2)
     steps = 0
-    for name, extra in (("ddp", ["--sync", "ddp", "--time-limit", str(half)]),
-                        ("bmuf_tau8", ["--sync", "bmuf", "--block-steps", "8", "--time-limit", str(half * 1.5)])):
+    for name in ["ddp", *[n for n in names if n != "ddp"]]:
         out = workdir / name
-        if name != "ddp":
-            extra += ["--max-steps", str(max(1, steps))]
-        cmd = [sys.executable, "-m", "inkpack", "train", *common, "--out", str(out), *extra]
+        extra = list(SYNC_RUNS[name])
+        if name == "ddp":
+            extra += ["--time-limit", str(half)]
+        else:
+            extra += ["--max-steps", str(max(1, steps)), "--time-limit", str(half * 1.5)]
+        done = _ckpt_step(out)
         t0 = time.time()
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if res.returncode != 0:
-            raise SystemExit(f"convergence run {name} failed:\n{(res.stdout + res.stderr)[-2000:]}")
+        if not done or (name != "ddp" and done < steps):
+            cmd = [sys.executable, "-m", "inkpack", "train", *common, "--out", str(out), *extra]
+            res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if res.returncode != 0:
+                raise SystemExit(f"convergence run {name} failed:\n{(res.stdout + res.stderr)[-2000:]}")
         steps = steps or _ckpt_step(out)
         hist = _history(out)
-        runs[name] = {"steps": _ckpt_step(out), "wall_s": time.time() - t0,
+        runs[name] = {"steps": _ckpt_step(out), "wall_s": time.time() - t0, "reused": bool(done),
+                      "options": extra,
                       "epochs": [{k: h.get(k) for k in ("epoch", "step", "val_cer", "syncs", "sync_bytes")}
                                  for h in hist]}
-    both = min(len(runs["ddp"]["epochs"]), len(runs["bmuf_tau8"]["epochs"]))
-    cmp = [{"epoch": d["epoch"], "samples": d["step"] * cfg["batch_size"], "ddp_val_cer": d["val_cer"],
-            "bmuf_val_cer": b["val_cer"], "ddp_syncs": d["syncs"], "bmuf_syncs": b["syncs"]}
-           for d, b in zip(runs["ddp"]["epochs"][:both], runs["bmuf_tau8"]["epochs"][:both])]
+    cmp = []
+    for i, d in enumerate(runs["ddp"]["epochs"]):
+        row = {"epoch": d["epoch"], "samples": d["step"] * cfg["batch_size"], "ddp_val_cer": d["val_cer"],
+               "ddp_syncs": d["syncs"]}
+        for name in runs:
+            if name != "ddp" and i < len(runs[name]["epochs"]):
+                row[f"{name}_val_cer"] = runs[name]["epochs"][i]["val_cer"]
+                row[f"{name}_syncs"] = runs[name]["epochs"][i]["syncs"]
+        cmp.append(row)
     return {"minutes": minutes, "quick": quick, "runs": runs, "at_equal_samples": cmp}
 
 
@@ -243,6 +266,10 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--convergence", type=float, metavar="MINUTES",
                    help="(b): train DDP then BMUF tau=8 on Hooker with 2 CPU processes (about MINUTES in all)")
+    p.add_argument("--runs", default="ddp,bmuf_tau8",
+                   help="with --convergence: the runs, comma-separated, from " + ", ".join(SYNC_RUNS))
+    p.add_argument("--workdir", help="with --convergence: keep the runs here and reuse finished ones "
+                                     "(default: a temporary folder)")
     a = p.parse_args()
     res: dict = {"machine": machine()}
     sizes = model_sizes()
@@ -262,8 +289,16 @@ def main() -> None:
                       "rows": predict(sizes, comm["fit"], {"measured_cpu": comp["seconds_per_step"],
                                                            "assumed_gpu": ASSUMED_GPU_STEP})}}
     if a.convergence:
-        with tempfile.TemporaryDirectory() as tmp:
-            res["b_convergence"] = {"what": "measured", **convergence(a.convergence, a.quick, Path(tmp))}
+        names = [n for n in a.runs.split(",") if n]
+        bad = [n for n in names if n not in SYNC_RUNS]
+        if bad:
+            p.error(f"--runs: unknown {bad}; known: {', '.join(SYNC_RUNS)}")
+        if a.workdir:
+            res["b_convergence"] = {"what": "measured",
+                                    **convergence(a.convergence, a.quick, Path(a.workdir), names)}
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                res["b_convergence"] = {"what": "measured", **convergence(a.convergence, a.quick, Path(tmp), names)}
     else:
         res["b_convergence"] = {"what": "not run (pass --convergence MINUTES)"}
 
@@ -277,9 +312,12 @@ def main() -> None:
                  for r in res["c_communication_model"]["simulated"]["rows"]],
                 ("compute", "Gbit/s", "workers", "DDP s/step", "DDP overlap", "BMUF8 s/step", "x")))
     if "at_equal_samples" in res["b_convergence"]:
-        print(table([(c["epoch"], c["samples"], c["ddp_val_cer"], c["bmuf_val_cer"], c["ddp_syncs"], c["bmuf_syncs"])
+        others = [n for n in res["b_convergence"]["runs"] if n != "ddp"]
+        print(table([(c["epoch"], c["samples"], c["ddp_val_cer"], *[c.get(f"{n}_val_cer") for n in others],
+                      c["ddp_syncs"], *[c.get(f"{n}_syncs") for n in others])
                      for c in res["b_convergence"]["at_equal_samples"]],
-                    ("epoch", "samples", "DDP CER", "BMUF CER", "DDP syncs", "BMUF syncs")))
+                    ("epoch", "samples", "DDP CER", *[f"{n} CER" for n in others], "DDP syncs",
+                     *[f"{n} syncs" for n in others])))
     write_json(a.json, res)
 
 

@@ -43,6 +43,7 @@ VARIANTS = {
     "noaug": {"augment": False},
     "lr3e-4": {"lr": 3e-4},
     "lr3e-3": {"lr": 3e-3},
+    "bs4": {"batch_size": 4},
     "bs8": {"batch_size": 8},
     "bs32": {"batch_size": 32},
     "ema": {"ema": 0.999},
@@ -51,7 +52,7 @@ VARIANTS = {
 }
 
 
-def config(name: str, budget_min: float, out: Path, quick: bool, epochs: int = 1000):
+def config(name: str, budget_min: float, out: Path, quick: bool, epochs: int = 1000, threads: int = 2):
     from inkpack.train.config import TrainConfig
 
     over = VARIANTS[name]
@@ -59,7 +60,7 @@ def config(name: str, budget_min: float, out: Path, quick: bool, epochs: int = 1
     kw["options"] = {**BASE["options"], **over.get("options", {})}
     return TrainConfig(
         train=str(SHARED / "data/hooker/train.tsv"), val=str(SHARED / "data/hooker/val.tsv"),
-        out=str(out), epochs=epochs, warmup_steps=300, patience=10**6, seed=1234, threads=2,
+        out=str(out), epochs=epochs, warmup_steps=300, patience=10**6, seed=1234, threads=threads,
         time_limit=budget_min, progress=False, ckpt_every=200, device="cpu",
         limit=300 if quick else None, val_limit=60 if quick else None, **kw)
 
@@ -78,7 +79,7 @@ def lines_per_s(cfg, steps: int = 8) -> float:
     return n / (time.perf_counter() - t0), len(tr.train_set)
 
 
-def ms_per_line(model, val_set, lines: int = 40) -> float:
+def ms_per_line(model, val_set, lines: int = 40, threads: int = 2) -> float:
     from inkpack.infer.preprocess import u8_to_tensor
 
     torch.set_num_threads(1)
@@ -90,19 +91,19 @@ def ms_per_line(model, val_set, lines: int = 40) -> float:
             t0 = time.perf_counter()
             model(x, None, torch.tensor([x.shape[-1]]))
             t += time.perf_counter() - t0
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     return 1000 * t / min(lines, len(val_set.images))
 
 
-def run_variant(name: str, budget: float, root: Path, quick: bool) -> dict:
+def run_variant(name: str, budget: float, root: Path, quick: bool, threads: int = 2) -> dict:
     from inkpack.train.loop import Trainer
 
     out = root / f"{name}-{budget:g}min"
-    probe = config(name, budget, root / f"{name}-probe", quick)
+    probe = config(name, budget, root / f"{name}-probe", quick, threads=threads)
     speed, n_lines = lines_per_s(probe)
     # a cosine schedule that ends at the budget (90% of it training, the rest validation)
     epochs = max(1, math.floor(0.9 * budget * 60 * speed / n_lines))
-    tr = Trainer(config(name, budget, out, quick, epochs=epochs))
+    tr = Trainer(config(name, budget, out, quick, epochs=epochs, threads=threads))
     tr.setup()
     result = tr.fit()
     final = tr.validate()
@@ -113,7 +114,7 @@ def run_variant(name: str, budget: float, root: Path, quick: bool) -> dict:
             "val_wer": final["val_wer"], "best_epoch_cer": min([c for _, c in curve if c is not None],
                                                                default=None),
             "curve": curve, "train_lines_per_s": speed, "params": params,
-            "ms_per_line_1thread": ms_per_line(tr.eval_model, tr.val_set)}
+            "train_threads": threads, "ms_per_line_1thread": ms_per_line(tr.eval_model, tr.val_set, threads=threads)}
 
 
 def main() -> int:
@@ -121,6 +122,9 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=30.0, help="minutes of training per variant (default 30)")
     ap.add_argument("--variants", default="", help="comma-separated names (default: all); known: "
                     + ", ".join(VARIANTS))
+    ap.add_argument("--threads", type=int, default=2,
+                    help="training threads per run (1: two studies side by side on a 2-core machine, "
+                         "each with its own --json; rows record it)")
     ap.add_argument("--force", action="store_true", help="re-run rows already in the JSON")
     ap.add_argument("--runs", default=str(REPO / "runs" / "recipe"), help="where the runs go")
     a = ap.parse_args()
@@ -140,7 +144,8 @@ def main() -> int:
             print(f"{name} @ {budget:g} min: in {a.json} already (--force to re-run)")
             continue
         rows = [r for r in rows if (r["variant"], r["budget_min"]) != (name, budget)]
-        rows.append(run_variant(name, budget, Path(a.runs) / ("quick" if a.quick else ""), a.quick))
+        rows.append(run_variant(name, budget, Path(a.runs) / ("quick" if a.quick else ""), a.quick,
+                                threads=a.threads))
         print(f"{name} @ {budget:g} min: val CER {100 * rows[-1]['val_cer']:.2f}%", flush=True)
         write_json(a.json, {"machine": machine(), "quick": a.quick, "rows": rows})
     rows.sort(key=lambda r: (r["budget_min"], r["val_cer"]))

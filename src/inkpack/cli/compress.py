@@ -48,11 +48,11 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("compress", help=COMPRESS_HELP)
     p.add_argument("model")
     p.add_argument("--recipe", help="e.g. tucker+int8, svd+adw+kmeans, distill (none with --half: float16 storage "
-                   "only); or a preset: hooker-darknet-int8 (the shipped model, from hooker-darknet), lstm-svd, "
-                   "lstm-narrow")
+                   "only); or a preset (its options; --steps and the like override its defaults): hooker-darknet-int8 "
+                   "(the shipped model, from hooker-darknet), lstm-svd, lstm-narrow, lstm-adw")
     p.add_argument("--out", required=True, help="output stem (writes OUT.json + weights)")
     p.add_argument("--data", help="training data for retraining (TSV for image models, medians for char models)")
-    p.add_argument("--steps", type=int, default=0, help="retraining steps per retraining stage (0: one-shot)")
+    p.add_argument("--steps", type=int, help="retraining steps per retraining stage (default 0: one-shot)")
     p.add_argument("--teacher", help="distill: teacher model (then MODEL is the student's start)")
     p.add_argument("--student-arch", default="darknet-dblstm", help="distill without --teacher: student architecture")
     p.add_argument("--student-width", type=float, help="distill without --teacher: scale the student's conv "
@@ -62,7 +62,7 @@ def add_parsers(sub) -> None:
                    "teacher's CNN")
     p.add_argument("--criterion", default="cnn-mah", choices=CRITERIA)
     p.add_argument("--temperature", type=float, default=1.0, help="softmax-ce temperature")
-    p.add_argument("--finetune-steps", type=int, default=0, help="distill: CTC fine-tune steps afterwards")
+    p.add_argument("--finetune-steps", type=int, help="distill: CTC fine-tune steps afterwards (default 0)")
     p.add_argument("--energy", type=float, default=0.9, help="tucker: kept energy for ranks")
     p.add_argument("--tucker-method", default="energy", choices=("energy", "vbmf"))
     p.add_argument("--tucker-table", help="tucker: decompose only the convs this per-layer latency table "
@@ -73,8 +73,11 @@ def add_parsers(sub) -> None:
                    help="tucker --tucker-table: decompose a conv only above this measured speed-up")
     p.add_argument("--svd-energy", type=float, default=0.9, help="svd: kept energy per matrix")
     p.add_argument("--svd-ranks", help="svd: ranks per layer instead, e.g. fc2=64,fc1=64,lstm2=48:128 (LSTM ih:hh)")
-    p.add_argument("--sparsity", type=float, default=0.5, help="adw: final share of dropped weights")
-    p.add_argument("--bits", default="5", help="kmeans: bits per shared weight, or per layer: fc2.weight=5,*=4")
+    p.add_argument("--sparsity", help="adw: final share of dropped weights (default 0.5), or per matrix: "
+                   "lstm.weight_*=0.75 (globs; matrices no glob names are not pruned)")
+    p.add_argument("--bits", help="kmeans: bits per shared weight (default 5), or per layer: fc2.weight=5,*=4 "
+                   "(layers no glob names stay unshared)")
+    p.add_argument("--kmeans-steps", type=int, help="kmeans: its retraining steps (default --steps)")
     p.add_argument("--kmeans-train", default="latent", choices=("latent", "centroids"),
                    help="kmeans retraining: latent full-precision weights that may change cluster (default), "
                         "or the seed's centroid-only fine-tuning")
@@ -83,7 +86,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--half-raw", action="store_true", help="kmeans: store biases and other unshared tensors as float16")
     p.add_argument("--half", action="store_true", help="store the weights file as float16 (half the size; loaded as "
                    "float32, then quantized when the recipe has int8)")
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, help="retraining rate (default 3e-4)")
     O.batch_size(p, 16, None, int)
     p.add_argument("--limit", type=int, help="use only the first N training lines")
     p.add_argument("--seed", type=int, default=0)

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from inkpack.batching import Batch
 from inkpack.errors import InkpackError
-from inkpack.train.base import optimizer_step
+from inkpack.train.base import optimizer_step, train_keep_norm
 from inkpack.train.ctc import ctc_loss, run_model
 
 __all__ = [
@@ -241,7 +241,7 @@ def finetune_ctc(model: nn.Module, batches: Iterable[Batch] | Callable[[int], Ba
     weights); `params` restricts what the optimizer updates."""
     opt = torch.optim.Adam(params if params is not None else [p for p in model.parameters() if p.requires_grad], lr=lr)
     history, it, t0 = [], _cycle(batches), time.perf_counter()
-    model.train()
+    train_keep_norm(model)  # fine-tuning keeps the trained BatchNorm statistics
     try:
         for step in range(1, steps + 1):
             batch = next(it)

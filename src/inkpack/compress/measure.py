@@ -106,20 +106,29 @@ def report(paths: list[str], data: str | None, limit: int | None = None, runs: i
     return compare(rows, next(iter(rows)))
 
 
-def plot_report(rows: dict[str, dict], out: str) -> None:
+def plot_report(rows: dict[str, dict], out: str, title: str | None = None) -> None:
+    """Accuracy (100 - CER, or top-1) against single-thread latency, one point per row (named in the legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lat = [r["latency_ms"] for r in rows.values()]
     for name, r in rows.items():
         acc = 100 * (1 - r["cer"]) if "cer" in r else 100 * r["top1"]
-        ax.scatter(r["latency_ms"], acc)
-        ax.annotate(name, (r["latency_ms"], acc), fontsize=8, xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("latency, ms (1 CPU thread)")
+        mb = r.get("files_mb", r.get("size_mb"))
+        label = f"{name} ({mb:.2f} MB)" if mb is not None else name
+        ax.scatter(r["latency_ms"], acc, s=20 + 15 * (mb or 0), label=label)  # marker area grows with the file
+    ax.legend(fontsize=8, loc="best")  # a legend, not labels at the points: close points would overlap
+    if max(lat) > 5 * min(lat):  # a log axis only where the latencies span one
+        ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.1)
+    ax.set_xlabel("latency, ms (1 CPU thread; marker area: file MB)")
     ax.set_ylabel("accuracy % (100 - CER, or top-1)")
     ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -23,47 +23,75 @@ from inkpack.jsonio import write_json
 if TYPE_CHECKING:  # torch is imported where it runs: `inkpack compress --help` stays light
     from torch import nn
 
-__all__ = ["PRESETS", "RECIPES", "apply_preset", "compress", "model_files", "out_stem", "parse_bits", "parse_recipe", "store_half"]
+__all__ = ["OPTION_DEFAULTS", "PRESETS", "RECIPES", "apply_preset", "compress", "model_files", "out_stem", "parse_bits",
+           "parse_recipe", "parse_sparsity", "store_half"]
 
 RECIPES = ("distill", "tucker", "svd", "adw", "kmeans", "int8")
 
-# --recipe NAME: options that reproduce a model end to end (`source`: the model it was made from)
+# --recipe NAME: options that reproduce a model end to end (`source`: the model it was made from;
+# `defaults`: options the command line may override, e.g. --steps for a quick run)
 PRESETS: dict[str, dict] = {
     "hooker-darknet-int8": {"source": "hooker-darknet", "recipe": "int8", "half": True,
                             "doc": "the shipped models/hooker-darknet-int8: float16 file, dynamic int8 at load"},
     "lstm-svd": {"source": "hooker-darknet", "recipe": "svd", "svd_ranks": "lstm=64:48",
-                 "doc": "low-rank DBLSTM (issue 22): input ranks 64, recurrent 48; retrain with --data/--steps"},
+                 "defaults": {"steps": 60},
+                 "doc": "low-rank DBLSTM (issue 22): input ranks 64, recurrent 48, 60 CTC steps (needs --data)"},
     "lstm-narrow": {"source": "hooker-darknet", "recipe": "distill", "student_lstm_hidden": 64,
-                    "criterion": "lstm-l2", "doc": "a 64-unit DBLSTM distilled with LSTM-L2 (issue 22); "
-                    "needs --data/--steps/--finetune-steps"},
+                    "criterion": "lstm-l2", "defaults": {"steps": 50, "finetune_steps": 40, "lr": 1e-3},
+                    "doc": "a 64-unit DBLSTM distilled with LSTM-L2 (issue 22): 50 distillation + 40 CTC steps "
+                    "(needs --data)"},
+    "lstm-adw": {"source": "hooker-darknet", "recipe": "adw+kmeans",
+                 "defaults": {"sparsity": "lstm.weight_*=0.5", "steps": 60, "lr": 1e-4, "bits": "*=8",
+                              "kmeans_steps": 0},
+                 "doc": "adaptive drop-weight of the DBLSTM matrices to 50% over 60 CTC steps, then 8-bit k-means "
+                 "sharing of every weight matrix, the pruned ones stored sparse (needs --data; a smaller file, "
+                 "not a faster model: dense kernels skip no zeros)"},
 }
+
+# what the compress options mean when neither the command line nor a preset sets them
+OPTION_DEFAULTS: dict[str, object] = {"steps": 0, "finetune_steps": 0, "lr": 3e-4, "sparsity": "0.5", "bits": "5",
+                                      "kmeans_steps": None}
 
 
 def apply_preset(args: argparse.Namespace) -> str | None:
-    """``--recipe NAME`` of a preset: its options set on ``args`` (the recipe included); its name."""
+    """``--recipe NAME`` of a preset: its options set on ``args`` (the recipe included), its
+    ``defaults`` only where the command line left an option unset; then every option still unset
+    gets :data:`OPTION_DEFAULTS`. Returns the preset's name (None for a plain recipe)."""
     name = (getattr(args, "recipe", None) or "").strip().lower()
     preset = PRESETS.get(name)
-    if preset is None:
-        return None
-    for key, value in preset.items():
-        if key not in ("source", "doc"):
+    for key, value in (preset or {}).items():
+        if key not in ("source", "doc", "defaults"):
             setattr(args, key, value)
-    return name
+    for key, value in {**OPTION_DEFAULTS, **(preset or {}).get("defaults", {})}.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return name if preset is not None else None
+
+
+def _per_name(text: str | float, cast, flag: str, form: str):
+    """``V`` (every weight) or ``GLOB=V,...`` (first matching glob wins) cast by ``cast``."""
+    text = str(text).strip()
+    try:
+        if "=" not in text:
+            return cast(text)
+        out = {}
+        for part in text.split(","):
+            key, _, val = part.partition("=")
+            out[key.strip()] = cast(val)
+        return out
+    except ValueError:
+        raise InkpackError(f"{flag}: expected {form}, got {text!r}") from None
+
+
+def parse_sparsity(text: str | float) -> float | dict[str, float]:
+    """``0.5`` (every weight matrix) or ``lstm.weight_*=0.75,proj.weight=0.5`` (first matching glob
+    wins; parameters no glob names are not pruned)."""
+    return _per_name(text, float, "--sparsity", "S or NAME=S,...")
 
 
 def parse_bits(text: str | int) -> int | dict[str, int]:
     """``5`` (every weight) or ``fc2.weight=5,lstm1.*=6,*=4`` (first matching glob wins)."""
-    text = str(text).strip()
-    try:
-        if "=" not in text:
-            return int(text)
-        out = {}
-        for part in text.split(","):
-            key, _, val = part.partition("=")
-            out[key.strip()] = int(val)
-        return out
-    except ValueError:
-        raise InkpackError(f"--bits: expected N or NAME=N,..., got {text!r}") from None
+    return _per_name(text, int, "--bits", "N or NAME=N,...")
 
 
 def parse_recipe(text: str) -> list[str]:
@@ -198,9 +226,12 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         log(f"fine-tune after decomposition: {steps} steps")
         retrain(model, get_task(), steps, lr=args.lr, log=log)
     if "adw" in recipe:
-        log(f"adaptive drop-weight to {args.sparsity:.0%}")
-        pruner = drop_weights(model, args.sparsity, get_task() if steps else None, steps, lr=args.lr, log=log)
-        notes.append(f"adw sparsity {pruner.sparsity()['total']:.3f}")
+        targets = parse_sparsity(args.sparsity)
+        log(f"adaptive drop-weight to {args.sparsity}")
+        pruner = drop_weights(model, targets, get_task() if steps else None, steps, lr=args.lr, log=log)
+        sp = pruner.sparsity()
+        notes.append(f"adw sparsity {sp['total']:.3f}" + ("" if isinstance(targets, float) else f" of {len(sp) - 1} matrices"))
+        comp_extra["sparsity"] = {"targets": targets, "measured": round(sp["total"], 4)}
     out = out_stem(args.out)
     comp: dict = {"recipe": "+".join(recipe), "source": str(resolve(args.model)), "int8": "int8" in recipe,
                   "weights": "safetensors", "base_params": base_params}
@@ -211,11 +242,12 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
     if "kmeans" in recipe:
         bits = parse_bits(args.bits)
         lr = args.kmeans_lr or (None if args.kmeans_train == "latent" else args.lr / 3)
-        ws = share_weights(model, bits, args.kmeans_train, get_task() if steps else None, steps, lr=lr, log=log)
+        k_steps = steps if args.kmeans_steps is None else int(args.kmeans_steps)
+        ws = share_weights(model, bits, args.kmeans_train, get_task() if k_steps else None, k_steps, lr=lr, log=log)
         ws.apply()
         out.parent.mkdir(parents=True, exist_ok=True)
         sizes = ws.save(out.with_suffix(".npz"), raw_half=args.half_raw)
-        comp.update(weights="shared-npz", bits=bits, kmeans_train=args.kmeans_train if steps else None,
+        comp.update(weights="shared-npz", bits=bits, kmeans_train=args.kmeans_train if k_steps else None,
                     npz_ratio=sizes["ratio"])
     comp.update(structure=layout.structure(model), params=count_params(model),
                 nonzero_params=count_params(model, nonzero=True), notes=notes, **comp_extra)

@@ -107,7 +107,7 @@ def retrain(model: nn.Module, task: Task, steps: int, *, lr: float = 3e-4, param
         return []
     import torch
 
-    from inkpack.train.base import CLIP_NORM, optimizer_step
+    from inkpack.train.base import CLIP_NORM, optimizer_step, train_keep_norm
 
     params = list(params) if params is not None else list(model.parameters())
     opt = torch.optim.Adam(params, lr=lr)
@@ -120,7 +120,7 @@ def retrain(model: nn.Module, task: Task, steps: int, *, lr: float = 3e-4, param
             after_step()
 
     losses = []
-    model.train()
+    train_keep_norm(model)  # a trained model's BatchNorm statistics stay as trained
     for step in range(steps):
         loss = task.loss(model, task.batch(step + offset))
         optimizer_step(loss, opt, params, CLIP_NORM, after_backward=after_backward, after_step=stepped)

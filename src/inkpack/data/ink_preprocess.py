@@ -17,6 +17,9 @@ scan only where the chain from the first point meets them, and the chain is foll
 pointer doubling. Time and memory are linear in the points (99,999 points on one spot:
 about 1 s and 90 MB; the former all-points windows needed a (99742, 1024, 2) array), and
 an ink over ``inkpack.data.ink.max_ink_points()`` is refused with ``InputTooLargeError``.
+
+``PreprocessConfig.features = "bezier"`` replaces the per-point rows by one row of 10 features
+per fitted cubic Bézier curve (:mod:`inkpack.data.ink_bezier`, after Carbune et al. 2020).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from inkpack.data.ink import Ink, check_num_points
+from inkpack.errors import ConfigError
 
 EPS = 1e-9
+FEATURE_KINDS = {"points": 6, "bezier": 10}  # features: the width of a feature row
 
 
 @dataclass
@@ -271,6 +276,11 @@ class PreprocessConfig:
 
     ``min_dist = 0.04`` is about 1% of a character's size (a character spans about
     3.5 std), the threshold of Zhang et al.; ``max_cos = 0.99`` likewise.
+
+    ``features``: ``"points"`` (one row of :func:`point_features` per kept point, the default)
+    or ``"bezier"`` (one row per cubic Bézier curve, :mod:`inkpack.data.ink_bezier`, fitted to the
+    normalised points with the maximum error ``bezier_error`` in normalised units; the
+    redundant-point removal is not used then).
     """
 
     center: str = "mean"
@@ -283,11 +293,40 @@ class PreprocessConfig:
     scale_jitter: float = 0.1
     aspect: float = 0.1
     jitter_sigma: float = 0.01
+    features: str = "points"
+    bezier_error: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURE_KINDS:
+            raise ConfigError(f"preprocessing.features: must be one of {', '.join(FEATURE_KINDS)}, "
+                              f"not {self.features!r}")
+        if not (isinstance(self.bezier_error, (int, float)) and self.bezier_error > 0):
+            raise ConfigError(f"preprocessing.bezier_error: must be a number > 0, not {self.bezier_error!r}")
+
+    @property
+    def num_features(self) -> int:
+        """The width of a feature row (6 for points, 10 for Bézier curves)."""
+        return FEATURE_KINDS[self.features]
+
+
+def bezier_flat(f: Flat, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Bézier-curve features of normalised points and, per row, the index of the curve's end point."""
+    from inkpack.data.ink_bezier import bezier_curves
+
+    return bezier_curves(f.xy, f.t, f.last, cfg.bezier_error, unit=1.0)
+
+
+def bezier_rows(ink: Ink, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-time Bézier features of ``ink`` (as ``preprocess(ink, cfg)``) and the index of the
+    point each row ends at."""
+    check_num_points(ink.num_points, ink.name())
+    return bezier_flat(_norm_flat(Flat.of(ink), cfg.center, cfg.scale, 1.0), cfg)
 
 
 def preprocess(ink: Ink, cfg: PreprocessConfig | None = None,
                rng: np.random.Generator | None = None) -> np.ndarray:
-    """Ink to features ``float32 [T, 6]``; ``rng`` given = training (augment), None = eval.
+    """Ink to features ``float32 [T, F]`` (``F = cfg.num_features``); ``rng`` given = training
+    (augment), None = eval.
 
     An ink of more than :func:`inkpack.data.ink.max_ink_points` points raises
     ``InputTooLargeError`` before any work; the work and memory are linear in the points."""
@@ -302,5 +341,7 @@ def preprocess(ink: Ink, cfg: PreprocessConfig | None = None,
         if cfg.jitter_sigma > 0:
             f = f.with_xy(f.xy + rng.normal(0.0, cfg.jitter_sigma, f.xy.shape))
         f = _norm_flat(f, cfg.center, cfg.scale, 1.0)
+    if cfg.features == "bezier":
+        return bezier_flat(f, cfg)[0]
     f = f.masked(_redundant_flat(f, cfg.min_dist, cfg.max_cos))
     return _features_flat(f)

@@ -71,6 +71,11 @@ def export_web_models(out: str | Path, char_model=DEFAULT_CHAR_MODEL, line_model
         kind = input_kind(path)  # the sidecar's, read the one way
         if (slot == "line") != (kind == "image"):
             raise InkpackError(f"{spec}: a {kind} model cannot be the on-device {slot} model")
+        feat = json.loads(sidecar_path(path).read_text(encoding="utf-8")).get("preprocessing", {}).get(
+            "features", "points")
+        if kind != "image" and feat != "points":
+            raise ConfigError(f"{spec}: preprocessing.features {feat!r}: the web page computes point features "
+                              "only; use the Python recognizer or the server for this model")
         name = Path(str(spec)).stem if spec is not None else DEFAULT_OFFLINE
         models["char" if kind == "char" else slot] = {
             "name": name, "file": path.name, "config": sidecar_path(path).name, "kind": kind,

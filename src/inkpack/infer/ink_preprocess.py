@@ -2,7 +2,8 @@
 
 An ``Ink``, a ``{"strokes": ...}`` dict, an InkML path or InkML bytes becomes the eval-time
 features of :mod:`inkpack.data.ink_preprocess` (``[T, F]``: normalised, redundant points
-dropped), with the model's own settings (``config["preprocessing"]``). :func:`prepare_ink` is
+dropped; or one row per fitted Bézier curve where ``preprocessing.features`` is ``bezier``), with
+the model's own settings (``config["preprocessing"]``). :func:`prepare_ink` is
 the ``preprocess`` capability of the ink architectures (``lstm-char``, ``online-blstm``) in the
 registry; it also keeps the input x of each kept point, from which a line model's character
 positions are read (:func:`inkpack.infer.decode.ink_line_recognition`).
@@ -25,7 +26,7 @@ __all__ = ["PreparedInk", "ink_features", "prepare_ink", "preprocess_config", "t
 @dataclass
 class PreparedInk:
     features: torch.Tensor  # [T, F]
-    point_x: np.ndarray  # x of the input point behind each feature row (for positions)
+    point_x: np.ndarray  # x of the input point behind each feature row (a curve's: its end point)
 
 
 def to_ink(x):
@@ -61,8 +62,12 @@ def preprocess_config(cfg: dict):
 
 
 def ink_features(ink, pcfg) -> tuple[np.ndarray, np.ndarray]:
-    """Eval-time features ``[T, F]`` and the raw x of each kept point."""
-    from inkpack.data.ink_preprocess import normalize, point_features, redundant_mask
+    """Eval-time features ``[T, F]`` and the raw x of each kept point (of each curve's end point)."""
+    from inkpack.data.ink_preprocess import bezier_rows, normalize, point_features, redundant_mask
+
+    if pcfg.features == "bezier":
+        feats, end = bezier_rows(ink, pcfg)
+        return feats, ink.xy()[end, 0]
 
     norm = normalize(ink, pcfg.center, pcfg.scale, 1.0)
     keep = redundant_mask(norm, pcfg.min_dist, pcfg.max_cos)

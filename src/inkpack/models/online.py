@@ -12,6 +12,9 @@
   ``forward(features [B, T, F], lengths [B]) -> (logits [T', B, K], out_lengths [B])``
   with optional temporal subsampling by stacking ``subsample`` consecutive frames
   (``T' = ceil(T / subsample)``), which cuts the LSTM's sequential steps by that factor.
+  Its rows are points (``in_features = 6``) or, with ``preprocessing.features: bezier``, fitted
+  cubic Bézier curves (``in_features = 10``, :mod:`inkpack.data.ink_bezier`; about 3.5 times fewer
+  rows on IAM-OnDB lines, so ``subsample = 1`` there); the trainer sets ``in_features``.
 
 Both declare their exporter (:mod:`inkpack.deploy.export_ink`) and their preprocessing
 (:func:`inkpack.infer.ink_preprocess.prepare_ink`) in their registry entries.
@@ -124,7 +127,8 @@ def lstm_char(num_classes: int, **opts) -> LSTMChar:
 
 
 @register("online-blstm", "ink",
-          "BLSTM-CTC over point features (x, y, dx, dy, pen_down, pen_up), optional subsampling",
+          "BLSTM-CTC over point features (x, y, dx, dy, pen_down, pen_up) or Bezier-curve features, "
+          "optional subsampling",
           model_class=OnlineBLSTM, exporter="inkpack.deploy.export_ink:export_online_blstm",
           preprocess=PREPARE_INK, in_features=6, hidden=128, layers=3, subsample=1, dropout=0.0)
 def online_blstm(num_classes: int, **opts) -> OnlineBLSTM:

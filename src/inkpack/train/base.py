@@ -46,6 +46,18 @@ CLIP_NORM = 5.0  # gradient-norm clip of every step (DDP: of the averaged gradie
 _FP32 = Precision(torch.device("cpu"))  # no autocast, no scaling
 
 
+def train_keep_norm(model: nn.Module) -> nn.Module:
+    """Train mode with every BatchNorm left in eval mode: fine-tuning a trained model (compression
+    stages, CTC fine-tuning) keeps its normalization statistics. Train-mode statistics of a
+    few small padded batches are not the ones the model was trained to: 60 such forward passes,
+    with no weight change, moved the shipped Hooker model from 23.5% to 25.6% val CER."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return model
+
+
 def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params, clip: float,
                    precision: Precision | None = None, after_backward: Callable[[], None] | None = None,
                    after_step: Callable[[], None] | None = None) -> None:

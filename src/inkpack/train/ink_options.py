@@ -47,3 +47,14 @@ def check_init_kind(cfg, src: dict) -> None:
     if kind != want:
         raise ConfigError(f"init_from {cfg.init_from}: a {kind!r} model cannot start a --task {cfg.task} run "
                           f"(it needs a {want!r} model)")
+
+
+def input_width(cfg, pcfg) -> int:
+    """The model's ``in_features``: the width of the preprocessing's feature rows; an ``options``
+    value that disagrees is a ``ConfigError``."""
+    width = pcfg.num_features
+    given = (cfg.options or {}).get("in_features")
+    if given is not None and given != width:
+        raise ConfigError(f"options.in_features: {given!r} does not match preprocessing.features "
+                          f"{pcfg.features!r} ({width} features per row); leave it out")
+    return width

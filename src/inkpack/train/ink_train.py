@@ -8,6 +8,9 @@
   step, each class is seen too rarely and the model stayed at chance in a 20-minute run.
 * task ``line``: ``online-blstm`` on an IAM-OnDB ``.npz`` with CTC, validated by greedy
   CER/WER on another ``.npz``.
+* input features (``preprocessing.features``): ``points`` (6 per point) or ``bezier`` (10 per
+  fitted cubic Bézier curve, :mod:`inkpack.data.ink_bezier`); the model's ``in_features`` follows
+  and the choice is stored with the model's preprocessing, which inference reads.
 * fine-tuning (``init_from``, either task): a fresh run starts from a trained model's weights,
   architecture, options and preprocessing (``arch``, ``options`` and ``preprocessing`` of the
   config override them); the alphabet is the model's, resized for the data (``init_resize``:
@@ -47,7 +50,7 @@ from inkpack.train.checkpoint import load_checkpoint
 from inkpack.train.config import check_types, read_yaml_mapping, resolve_paths
 from inkpack.train.ctc import needed_frames
 from inkpack.train.ink_data import InkData, pad_features, prep_config
-from inkpack.train.ink_options import check_combinations, check_init_kind
+from inkpack.train.ink_options import check_combinations, check_init_kind, input_width
 
 HANZI = "../shared/data/hanzi"
 DEFAULT_ARCH = {"char": "lstm-char", "line": "online-blstm"}
@@ -171,7 +174,8 @@ class InkTrainer(InkData, TrainerBase):
         self._load_char() if cfg.task == "char" else self._load_line()
         if not self.val_items and cfg.task == "char":
             raise InkpackError("char training: the validation set is empty")
-        self.options = {**REGISTRY[cfg.arch].defaults, **self.src_options, **cfg.options}
+        self.options = {**REGISTRY[cfg.arch].defaults, **self.src_options, **cfg.options,
+                        "in_features": input_width(cfg, self.pcfg)}
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.arch, self.alphabet.num_classes, **self.options)
         self._init_optim(sum(sum(self._steps_in(e)) for e in range(cfg.epochs)))
