@@ -61,8 +61,11 @@ def test_shipped_model_loads_through_the_one_api_and_runs(name):
             from inkpack.decode.greedy import greedy_decode
 
             text = alphabet.decode(greedy_decode(logits.log_softmax(-1), lengths)[0])
-            if arch != "mdlstm":  # the CNN-DBLSTMs read this line nearly right (val CER ~24%)
-                assert "furious" in text, text
+            if arch != "mdlstm":  # the CNN-DBLSTMs read this line nearly right (val CER ~22-24%)
+                from rapidfuzz.distance import Levenshtein
+
+                truth = "& Co is furious. If danger"
+                assert Levenshtein.distance(text, truth) / len(truth) <= 0.2, text
         else:
             feats = torch.randn(1, 40, 6)
             out = model(feats, torch.tensor([40]))
