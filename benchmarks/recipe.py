@@ -43,6 +43,7 @@ VARIANTS = {
     "noaug": {"augment": False},
     "lr3e-4": {"lr": 3e-4},
     "lr3e-3": {"lr": 3e-3},
+    "bs2": {"batch_size": 2},
     "bs4": {"batch_size": 4},
     "bs8": {"batch_size": 8},
     "bs32": {"batch_size": 32},
