@@ -16,14 +16,19 @@ from inkpack.models.io import save_model
 OPTS = {"height": 16, "feat_dim": 16, "lstm_hidden": 8}
 
 
-@pytest.fixture
-def base(tmp_path):
+def save_tiny_base(root):
+    """A seeded tiny darknet-dblstm saved as ``root / "base"``; returns its stem."""
     torch.manual_seed(0)
     alphabet = Alphabet(list(" abcdefghijklmnopqrstuvwxyz"))
     model = build_model("darknet-dblstm", alphabet.num_classes, **OPTS).eval()
     cfg = {"arch": "darknet-dblstm", "options": OPTS, "alphabet": alphabet.to_dict(),
            "preprocessing": {"height": 16}, "input_kind": "image"}
-    return save_model(model, cfg, tmp_path / "base")
+    return save_model(model, cfg, root / "base")
+
+
+@pytest.fixture
+def base(tmp_path):
+    return save_tiny_base(tmp_path)
 
 
 def parse(*argv):

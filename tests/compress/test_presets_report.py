@@ -11,11 +11,9 @@ import torch
 from inkpack.compress.commands import compress, report
 from inkpack.compress.prune import Pruner
 from inkpack.compress.recipe import PRESETS, apply_preset
-from inkpack.data.alphabet import Alphabet
-from inkpack.models import build_model
-from inkpack.models.io import load_model, save_model
+from inkpack.models.io import load_model
 
-from compress_helpers import OPTS, parse
+from compress_helpers import parse, save_tiny_base
 from conftest import WORDS, make_tsv
 
 LSTM_NAMES = [f"lstm.weight_{m}_l{i}{r}" for i in (0, 1) for m in ("ih", "hh") for r in ("", "_reverse")]
@@ -29,20 +27,11 @@ def images():
     return x, torch.tensor([16, 16, 16]), torch.tensor([48, 33, 20])
 
 
-def tiny_base(root):
-    torch.manual_seed(0)
-    alphabet = Alphabet(list(" abcdefghijklmnopqrstuvwxyz"))
-    model = build_model("darknet-dblstm", alphabet.num_classes, **OPTS).eval()
-    cfg = {"arch": "darknet-dblstm", "options": OPTS, "alphabet": alphabet.to_dict(),
-           "preprocessing": {"height": 16}, "input_kind": "image"}
-    return save_model(model, cfg, root / "base")
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """The tiny base, its data, and every preset applied to it (2 retraining steps each)."""
     root = tmp_path_factory.mktemp("presets")
-    base, tsv = tiny_base(root), make_tsv(root, WORDS)
+    base, tsv = save_tiny_base(root), make_tsv(root, WORDS)
     torch.set_num_threads(1)
     out = {}
     for name in PRESETS:
