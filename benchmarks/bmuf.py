@@ -210,6 +210,9 @@ SYNC_RUNS = {
     "bmuf_tau8": ["--sync", "bmuf", "--block-steps", "8"],
     "bmuf_tau8_nesterov": ["--sync", "bmuf", "--block-steps", "8", "--nesterov"],
     "bmuf_tau8_eta0": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0"],
+    # post-local SGD: one epoch (345 steps of the 2-process Hooker run) synchronous, then blocks
+    "bmuf_tau8_warm": ["--sync", "bmuf", "--block-steps", "8", "--block-warmup", "345"],
+    "bmuf_tau8_eta0_warm": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0", "--block-warmup", "345"],
 }
 
 

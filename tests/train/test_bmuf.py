@@ -82,8 +82,49 @@ def test_bmuf_object_syncs_every_tau_steps_and_averages_buffers() -> None:
     assert rec["syncs"] == 1 and f.epoch.syncs == 0
 
 
+def test_warmup_syncs_every_step_without_momentum_then_blocks_start_with_zero_delta() -> None:
+    model = nn.Linear(1, 1, bias=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    f = BMUF(model, opt, DistEnv(), block_steps=3, block_momentum=0.5, block_lr=1.0, warmup=2)
+    w = model.weight
+    with torch.no_grad():
+        w.fill_(0.0)
+    f.glob.zero_(), f.start.zero_()
+    for k in (1, 2):  # warm-up: each step is its own block, η = 0: θ_g follows the model exactly
+        with torch.no_grad():
+            w.add_(1.0)
+        f.after_step(False)
+        assert f.epoch.syncs == k and float(f.glob[0]) == pytest.approx(float(k))
+    assert float(f.delta.abs().sum()) == 0.0  # Δ cleared when the blocks start
+    for _ in range(3):  # first block: three local moves of +1, then G = 3 and Δ = 0.5·0 + 3
+        with torch.no_grad():
+            w.add_(1.0)
+        f.after_step(False)
+    assert f.epoch.syncs == 3 and float(f.glob[0]) == pytest.approx(5.0) and float(f.delta[0]) == pytest.approx(3.0)
+    for _ in range(3):  # second block: G = 3, Δ = 0.5·3 + 3 = 4.5, θ_g = 9.5 (momentum is back)
+        with torch.no_grad():
+            w.add_(1.0)
+        f.after_step(False)
+    assert float(f.delta[0]) == pytest.approx(4.5) and float(f.glob[0]) == pytest.approx(9.5)
+
+
+def test_one_worker_warmup_then_blocks_keeps_plain_training_until_momentum_acts(tmp_path: Path) -> None:
+    tsv = make_tsv(tmp_path / "data", TEXTS)
+    plain = _run(tsv, tmp_path / "plain", 6)
+    # τ = 3, η = 0.5 without warm-up: blocks end at steps 3 and 6, the second applies 0.5·Δ extra
+    cold = _run(tsv, tmp_path / "cold", 6, sync="bmuf", block_steps=3, block_momentum=0.5)
+    assert _max_diff(plain.model.state_dict(), cold.model.state_dict()) > 1e-4
+    # 4 synchronous steps, then a block (steps 5-7) still open at step 6: plain training so far
+    warm = _run(tsv, tmp_path / "warm", 6, sync="bmuf", block_steps=3, block_momentum=0.5, block_warmup=4)
+    assert warm.bmuf.total.syncs == 4 and warm.bmuf.step_in_block == 2
+    assert _max_diff(plain.model.state_dict(), warm.model.state_dict()) < 1e-6
+    ck = torch.load(tmp_path / "warm" / "last.pt", map_location="cpu", weights_only=False)
+    assert ck["bmuf"]["steps"] == 6 and ck["bmuf"]["settings"]["warmup"] == 4
+
+
 @pytest.mark.parametrize(("field", "value"), [("block_steps", 0), ("block_momentum", 1.0),
-                                              ("block_momentum", -0.1), ("block_lr", 0.0), ("sync", "allreduce")])
+                                              ("block_momentum", -0.1), ("block_lr", 0.0), ("sync", "allreduce"),
+                                              ("block_warmup", -1)])
 def test_bad_settings_name_the_field(field: str, value) -> None:
     with pytest.raises(ConfigError, match=f"^{field}:"):
         TrainConfig(train="x.tsv", **{field: value}).validate()

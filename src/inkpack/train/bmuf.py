@@ -17,6 +17,11 @@ block leaves it open, and the checkpoint holds everything to finish it exactly:
 ``θ_g``, ``Δ``, ``θ_start``, the position in the block and every worker's parameters,
 buffers and optimizer state (gathered to rank 0 like the RNG states).
 
+With ``block_warmup`` K > 0 (post-local SGD, Lin et al., ICLR 2020) the first K local steps
+are synchronous: every step is its own block with ``η = 0`` (model averaging each step, as often
+as DDP communicates); from step K on the blocks of ``τ`` steps with ``η`` start from that model,
+with ``Δ = 0``.
+
 Defaults follow the paper: ``ζ = 1`` and ``η = 1 − 1/N`` for N workers. With one worker,
 ``η = 0`` and ``ζ = 1`` it is plain training (up to float rounding); with ``τ = 1`` and
 ``η = 0`` it is synchronous model averaging.
@@ -89,11 +94,14 @@ class BMUF:
     """The filter's state on one worker, and its synchronization (call :meth:`after_step`)."""
 
     def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, env: DistEnv, block_steps: int,
-                 block_momentum: float | None = None, block_lr: float = 1.0, nesterov: bool = False) -> None:
+                 block_momentum: float | None = None, block_lr: float = 1.0, nesterov: bool = False,
+                 warmup: int = 0) -> None:
         self.model, self.opt, self.env = model, opt, env
         self.tau = block_steps
         self.eta = default_momentum(env.world_size) if block_momentum is None else block_momentum
         self.zeta, self.nesterov = block_lr, nesterov
+        self.warmup = warmup
+        self.steps = 0  # local steps taken, for the synchronous warm-up
         self.params = [p for p in model.parameters()]
         self.n_params = sum(p.numel() for p in self.params)
         if env.distributed:  # every worker starts from rank 0's model (as DDP does)
@@ -117,7 +125,7 @@ class BMUF:
         if cfg.sync != "bmuf":
             return None
         f = cls(trainer.model, trainer.opt, trainer.env, cfg.block_steps, cfg.block_momentum, cfg.block_lr,
-                cfg.nesterov)
+                cfg.nesterov, cfg.block_warmup)
         f.load_checkpoint(ckpt or {}, str(trainer.ckpt_path))
         return f
 
@@ -141,11 +149,17 @@ class BMUF:
         """Count a local step; at the end of a block synchronize. Returns the agreed stop
         decision (any worker's ``stop``), taken only at synchronizations when distributed."""
         self.step_in_block += 1
+        self.steps += 1
+        if self.steps <= self.warmup:  # synchronous phase: every step a block, no momentum
+            return self.sync(stop, eta=0.0, nesterov=False, reset=self.steps == self.warmup)
         if self.step_in_block < self.tau:
             return stop and not self.env.distributed
         return self.sync(stop)
 
-    def sync(self, stop: bool = False) -> bool:
+    def sync(self, stop: bool = False, eta: float | None = None, nesterov: bool | None = None,
+             reset: bool = False) -> bool:
+        """One synchronization: the block update with ``eta``/``nesterov`` (default: the
+        filter's); ``reset`` clears ``Δ`` after it (the end of the synchronous warm-up)."""
         local = self._local()
         flag = local.new_tensor([float(stop)])
         buf = torch.cat([local.float(), flag])
@@ -154,8 +168,11 @@ class BMUF:
             buf /= self.env.world_size
         n = self.glob.numel()
         mean, bufs, stop_any = buf[:n], buf[n:-1], bool(buf[-1] > 0)
-        self.glob, self.delta, self.start = block_update(mean, self.start, self.glob, self.delta,
-                                                         self.eta, self.zeta, self.nesterov)
+        self.glob, self.delta, self.start = block_update(
+            mean, self.start, self.glob, self.delta, self.eta if eta is None else eta, self.zeta,
+            self.nesterov if nesterov is None else nesterov)
+        if reset:
+            self.delta = torch.zeros_like(self.delta)
         self.glob_buffers = bufs.clone()
         self._set_local(torch.cat([self.start, bufs]))
         self.step_in_block = 0
@@ -197,9 +214,10 @@ class BMUF:
         ckpt["bmuf"] = {
             "global": self.glob.clone(), "global_buffers": self.glob_buffers.clone(),
             "delta": self.delta.clone(), "start": self.start.clone(), "step_in_block": self.step_in_block,
+            "steps": self.steps,
             "epoch_count": (self.epoch.syncs, self.epoch.bytes), "total_count": (self.total.syncs, self.total.bytes),
             "ranks": ranks, "settings": {"tau": self.tau, "eta": self.eta, "zeta": self.zeta,
-                                         "nesterov": self.nesterov},
+                                         "nesterov": self.nesterov, "warmup": self.warmup},
         }
 
     def load_checkpoint(self, ckpt: dict, path: str) -> None:
@@ -215,6 +233,7 @@ class BMUF:
                 raise ValueError(f"{st['global'].numel()} parameters, the model has {self.glob.numel()}")
             self.glob, self.delta, self.start = st["global"].clone(), st["delta"].clone(), st["start"].clone()
             self.glob_buffers = st["global_buffers"].clone()
+            self.steps = st.get("steps", self.warmup)  # checkpoints before the warm-up option: past it
             self.epoch, self.total = SyncCount(*st["epoch_count"]), SyncCount(*st["total_count"])
             ranks = st["ranks"] or []
             if len(ranks) == self.env.world_size:

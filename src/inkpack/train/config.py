@@ -97,6 +97,11 @@ class TrainConfig:
                                         type="unit_interval", metavar="ETA")
     block_lr: float = flag(1.0, "bmuf: block learning rate", type="positive_float", metavar="ZETA")
     nesterov: bool = flag(False, "bmuf: start each block from the Nesterov look-ahead θ_g + η·Δ (default: classical)")
+    # post-local SGD (Lin et al., ICLR 2020): the first ``block_warmup`` steps synchronize every
+    # step (model averaging, η = 0), then the blocks of ``block_steps`` start from that model
+    block_warmup: int = flag(0, "bmuf: synchronous steps first (model averaging every step, no block momentum), "
+                                "then the blocks start (post-local SGD; default: 0)", type="nonneg_int",
+                             metavar="STEPS")
 
     @classmethod
     def from_yaml(cls, path: str, **overrides) -> "TrainConfig":
@@ -126,7 +131,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "patience", "threads", "max_steps", "workers", "seed"):
+        for name in ("warmup_steps", "patience", "threads", "max_steps", "workers", "seed", "block_warmup"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be 0 or more, got {getattr(self, name)}")
         for name in ("limit", "val_limit"):
