@@ -213,6 +213,9 @@ SYNC_RUNS = {
     # post-local SGD: one epoch (345 steps of the 2-process Hooker run) synchronous, then blocks
     "bmuf_tau8_warm": ["--sync", "bmuf", "--block-steps", "8", "--block-warmup", "345"],
     "bmuf_tau8_eta0_warm": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0", "--block-warmup", "345"],
+    # and a block learning rate above 1: each block's averaged update scaled by 1.5, no momentum memory
+    "bmuf_tau8_eta0_warm_zeta15": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0", "--block-lr",
+                                   "1.5", "--block-warmup", "345"],
 }
 
 

@@ -85,27 +85,27 @@ def test_bmuf_object_syncs_every_tau_steps_and_averages_buffers() -> None:
 def test_warmup_syncs_every_step_without_momentum_then_blocks_start_with_zero_delta() -> None:
     model = nn.Linear(1, 1, bias=False)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    f = BMUF(model, opt, DistEnv(), block_steps=3, block_momentum=0.5, block_lr=1.0, warmup=2)
+    f = BMUF(model, opt, DistEnv(), block_steps=3, block_momentum=0.5, block_lr=2.0, warmup=2)
     w = model.weight
     with torch.no_grad():
         w.fill_(0.0)
     f.glob.zero_(), f.start.zero_()
-    for k in (1, 2):  # warm-up: each step is its own block, η = 0: θ_g follows the model exactly
+    for k in (1, 2):  # warm-up: each step is its own block, η = 0, ζ = 1: θ_g follows the model exactly
         with torch.no_grad():
             w.add_(1.0)
         f.after_step(False)
         assert f.epoch.syncs == k and float(f.glob[0]) == pytest.approx(float(k))
     assert float(f.delta.abs().sum()) == 0.0  # Δ cleared when the blocks start
-    for _ in range(3):  # first block: three local moves of +1, then G = 3 and Δ = 0.5·0 + 3
+    for _ in range(3):  # first block: three local moves of +1, then G = 3 and Δ = 0.5·0 + 2·3
         with torch.no_grad():
             w.add_(1.0)
         f.after_step(False)
-    assert f.epoch.syncs == 3 and float(f.glob[0]) == pytest.approx(5.0) and float(f.delta[0]) == pytest.approx(3.0)
-    for _ in range(3):  # second block: G = 3, Δ = 0.5·3 + 3 = 4.5, θ_g = 9.5 (momentum is back)
+    assert f.epoch.syncs == 3 and float(f.glob[0]) == pytest.approx(8.0) and float(f.delta[0]) == pytest.approx(6.0)
+    for _ in range(3):  # second block from θ_g = 8: G = 3, Δ = 0.5·6 + 2·3 = 9, θ_g = 17 (momentum is back)
         with torch.no_grad():
             w.add_(1.0)
         f.after_step(False)
-    assert float(f.delta[0]) == pytest.approx(4.5) and float(f.glob[0]) == pytest.approx(9.5)
+    assert float(f.delta[0]) == pytest.approx(9.0) and float(f.glob[0]) == pytest.approx(17.0)
 
 
 def test_one_worker_warmup_then_blocks_keeps_plain_training_until_momentum_acts(tmp_path: Path) -> None:

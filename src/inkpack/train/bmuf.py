@@ -18,7 +18,7 @@ block leaves it open, and the checkpoint holds everything to finish it exactly:
 buffers and optimizer state (gathered to rank 0 like the RNG states).
 
 With ``block_warmup`` K > 0 (post-local SGD, Lin et al., ICLR 2020) the first K local steps
-are synchronous: every step is its own block with ``η = 0`` (model averaging each step, as often
+are synchronous: every step is its own block with ``η = 0, ζ = 1`` (model averaging each step, as often
 as DDP communicates); from step K on the blocks of ``τ`` steps with ``η`` start from that model,
 with ``Δ = 0``.
 
@@ -151,14 +151,14 @@ class BMUF:
         self.step_in_block += 1
         self.steps += 1
         if self.steps <= self.warmup:  # synchronous phase: every step a block, no momentum
-            return self.sync(stop, eta=0.0, nesterov=False, reset=self.steps == self.warmup)
+            return self.sync(stop, eta=0.0, zeta=1.0, nesterov=False, reset=self.steps == self.warmup)
         if self.step_in_block < self.tau:
             return stop and not self.env.distributed
         return self.sync(stop)
 
-    def sync(self, stop: bool = False, eta: float | None = None, nesterov: bool | None = None,
-             reset: bool = False) -> bool:
-        """One synchronization: the block update with ``eta``/``nesterov`` (default: the
+    def sync(self, stop: bool = False, eta: float | None = None, zeta: float | None = None,
+             nesterov: bool | None = None, reset: bool = False) -> bool:
+        """One synchronization: the block update with ``eta``/``zeta``/``nesterov`` (default: the
         filter's); ``reset`` clears ``Δ`` after it (the end of the synchronous warm-up)."""
         local = self._local()
         flag = local.new_tensor([float(stop)])
@@ -169,8 +169,8 @@ class BMUF:
         n = self.glob.numel()
         mean, bufs, stop_any = buf[:n], buf[n:-1], bool(buf[-1] > 0)
         self.glob, self.delta, self.start = block_update(
-            mean, self.start, self.glob, self.delta, self.eta if eta is None else eta, self.zeta,
-            self.nesterov if nesterov is None else nesterov)
+            mean, self.start, self.glob, self.delta, self.eta if eta is None else eta,
+            self.zeta if zeta is None else zeta, self.nesterov if nesterov is None else nesterov)
         if reset:
             self.delta = torch.zeros_like(self.delta)
         self.glob_buffers = bufs.clone()
