@@ -50,7 +50,8 @@ def plot_ink_curves(history: list[dict], out: str | Path) -> None:
     a2.set(xlabel="training time (min)", ylabel="%", ylim=(0, 100))
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.legend()
+        if a.get_legend_handles_labels()[0]:  # a run without validation has no metric curves
+            a.legend()
     fig.tight_layout()
     tmp = Path(out).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)
