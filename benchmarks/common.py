@@ -28,6 +28,17 @@ def machine() -> dict:
             "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def read_lines(tsv, limit: int | None = None, stride: int = 1) -> tuple[list, list[str]]:
+    """Gray line images and transcriptions of a TSV manifest: every ``stride``-th row, at most
+    ``limit`` of them (unreadable rows are left out, as ``read_tsv`` reports them)."""
+    from inkpack.data.formats.tsv import read_tsv
+    from inkpack.data.images import load_gray
+
+    records, _ = read_tsv(str(tsv))
+    records = records[::stride][:limit] if limit else records[::stride]
+    return [load_gray(r.path) for r in records], [r.text for r in records]
+
+
 def table(rows: list[tuple], header: tuple) -> str:
     cols = list(zip(header, *rows))
     widths = [max(len(str(c)) for c in col) for col in cols]

@@ -16,19 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from common import REPO, SHARED, machine, parser, table, write_json
+from common import REPO, SHARED, machine, parser, read_lines, table, write_json
 
 ZOOMED_PX_PER_CHAR = 40.0  # at the stored height of 96 px
-
-
-def read(tsv, stride: int, limit: int | None):
-    from inkpack.data.formats.tsv import read_tsv
-    from inkpack.data.images import load_gray
-
-    records, _ = read_tsv(str(tsv))
-    records = records[::stride][:limit] if limit else records[::stride]
-    grays = [load_gray(r.path) for r in records]
-    return grays, [r.text for r in records]
 
 
 def split_stats(rec, grays, truths) -> tuple[dict, np.ndarray]:
@@ -96,7 +86,7 @@ def main() -> int:
     limit = 80 if a.quick else None
     results, curves = {}, {}
     for split, stride in (("train", a.stride), ("val", 1)):
-        grays, truths = read(data / f"{split}.tsv", stride, limit)
+        grays, truths = read_lines(data / f"{split}.tsv", limit, stride)
         results[split], curves[split] = split_stats(rec, grays, truths)
     rows = [(s, r["lines"], f"{r['cer']:.2%}", f"{r['wer']:.2%}", f"{r['line_cer_quantiles']['p50']:.1%}",
              f"{r['line_cer_quantiles']['p90']:.1%}", f"{r['share_errors_on_lines_over_50pct']:.1%}",

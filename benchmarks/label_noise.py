@@ -18,7 +18,7 @@ import collections
 
 from rapidfuzz.distance import Levenshtein
 
-from common import REPO, SHARED, machine, parser, table, write_json
+from common import REPO, SHARED, machine, parser, read_lines, table, write_json
 
 
 def is_abbreviation(short: str, long: str) -> bool:
@@ -43,15 +43,6 @@ def word_pairs(truth: str, hyp: str):
             yield from zip(t[op.src_start:op.src_end], h[op.dest_start:op.dest_end])
 
 
-def read(tsv, limit):
-    from inkpack.data.formats.tsv import read_tsv
-    from inkpack.data.images import load_gray
-
-    records, _ = read_tsv(str(tsv))
-    records = records[:limit] if limit else records
-    return [load_gray(r.path) for r in records], [r.text for r in records]
-
-
 def main() -> int:
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "hooker-darknet"))
@@ -65,14 +56,14 @@ def main() -> int:
     torch.set_num_threads(1)
     rec = open_recognizer(a.model, threads=None)
     data = SHARED / "data" / "hooker"
-    grays, truths = read(data / "train.tsv", 400 if a.quick else None)
+    grays, truths = read_lines(data / "train.tsv", 400 if a.quick else None)
     hyps = rec.recognize_prepared([rec.prepare(g) for g in grays])
     pairs = collections.Counter(p for t, h in zip(truths, hyps) for p in word_pairs(t, h)
                                 if is_abbreviation(p[1].strip(".,;:"), p[0].strip(".,;:")))
     expansions = {t: h for (t, h), n in pairs.most_common() if n >= a.min_count}
     listed = {t.strip(".,;:") for t in expansions}
 
-    vgrays, vtruths = read(data / "val.tsv", 120 if a.quick else None)
+    vgrays, vtruths = read_lines(data / "val.tsv", 120 if a.quick else None)
     vhyps = rec.recognize_prepared([rec.prepare(g) for g in vgrays])
     every, clean, noisy = ErrorCounts(), ErrorCounts(), ErrorCounts()
     abbrev_errors = 0

@@ -26,6 +26,16 @@ def save_tiny_base(root):
     return save_model(model, cfg, root / "base")
 
 
+def line_batch(seed: int, widths: list[int], height: int = 16):
+    """A seeded batch of random line images ``(x, heights, widths)`` for the tiny base: every
+    image as wide as the first, zero (no ink) right of its own width, as padding leaves it."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(len(widths), 1, height, widths[0], generator=g)
+    for i, w in enumerate(widths):
+        x[i, :, :, w:] = 0
+    return x, torch.full((len(widths),), height), torch.tensor(widths)
+
+
 @pytest.fixture
 def base(tmp_path):
     return save_tiny_base(tmp_path)

@@ -15,20 +15,12 @@ from inkpack.compress.lowrank_onnx import export_lowrank_onnx
 from inkpack.errors import InkpackError
 from inkpack.models.io import load_model
 
-from compress_helpers import base, parse  # noqa: F401 (base: a fixture)
-
-
-def images():
-    g = torch.Generator().manual_seed(5)
-    x = torch.rand(3, 1, 16, 48, generator=g)
-    x[1, :, :, 30:] = 0
-    x[2, :, :, 21:] = 0
-    return x, torch.tensor([16, 16, 16]), torch.tensor([48, 30, 21])
+from compress_helpers import base, line_batch, parse  # noqa: F401 (base: a fixture)
 
 
 def test_full_rank_lowrank_dblstm_matches_the_dense_model(base):
     model, _, _ = load_model(str(base))
-    x = images()
+    x = line_batch(5, [48, 30, 21])
     with torch.no_grad():
         ref, ref_len = model(*x)
         dense_lstm = model.lstm
@@ -54,7 +46,7 @@ def test_svd_lstm_stage_reloads_and_exports_to_onnx(base, tmp_path, tiny_tsv):
                            log=lambda m: None)
     assert comp["structure"]["lstm"] == {"kind": "lowrank_lstm", "ranks": [[5, 4]] * 4}
     loaded, cfg, _ = load_model(str(out))
-    x = images()
+    x = line_batch(5, [48, 30, 21])
     with torch.no_grad():
         ref, lengths = model.eval()(*x)
         assert torch.equal(loaded(*x)[0], ref)
@@ -94,7 +86,7 @@ def test_narrow_student_distilled_with_lstm_l2_reloads(base, tmp_path, tiny_tsv)
     assert cfg["options"]["lstm_hidden"] == 4 and model.lstm.hidden_size == 4
     teacher, _, _ = load_model(str(base))
     loaded, _, _ = load_model(str(out))
-    x = images()
+    x = line_batch(5, [48, 30, 21])
     with torch.no_grad():
         assert torch.equal(loaded(*x)[0], model.eval()(*x)[0])
     # the CNN came from the teacher (then CTC fine-tuned 2 steps: close to it, not equal)

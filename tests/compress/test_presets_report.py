@@ -13,18 +13,10 @@ from inkpack.compress.prune import Pruner
 from inkpack.compress.recipe import PRESETS, apply_preset
 from inkpack.models.io import load_model
 
-from compress_helpers import parse, save_tiny_base
+from compress_helpers import line_batch, parse, save_tiny_base
 from conftest import WORDS, make_tsv
 
 LSTM_NAMES = [f"lstm.weight_{m}_l{i}{r}" for i in (0, 1) for m in ("ih", "hh") for r in ("", "_reverse")]
-
-
-def images():
-    g = torch.Generator().manual_seed(7)
-    x = torch.rand(3, 1, 16, 48, generator=g)
-    x[1, :, :, 33:] = 0
-    x[2, :, :, 20:] = 0
-    return x, torch.tensor([16, 16, 16]), torch.tensor([48, 33, 20])
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +42,7 @@ def test_every_preset_reloads_to_the_logits_it_built(built, name):
     assert comp["preset"] == name
     loaded, cfg, _ = load_model(str(stem), int8=False)  # what `report` counts FLOPs on
     assert cfg["compression"]["preset"] == name
-    x = images()
+    x = line_batch(7, [48, 33, 20])
     with torch.no_grad():
         want, want_len = model(*x)
         got, got_len = loaded.eval()(*x)
@@ -95,7 +87,7 @@ def test_pruned_lstm_at_zero_sparsity_is_the_dense_model(built, tmp_path):
     pruner = Pruner(pruned, {"lstm.weight_*": 0.0}, 0)
     pruner.finish()
     assert sorted(pruner.params) == sorted(LSTM_NAMES) and pruner.sparsity()["total"] == 0.0
-    x = images()
+    x = line_batch(7, [48, 33, 20])
     with torch.no_grad():
         assert torch.equal(pruned.eval()(*x)[0], dense.eval()(*x)[0])
     # the same through the command, from its file

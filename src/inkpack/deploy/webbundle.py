@@ -57,7 +57,7 @@ def export_web_models(out: str | Path, char_model=DEFAULT_CHAR_MODEL, line_model
     """int8 ONNX of the ink model (``char_model``: a character or online line model; None = none)
     and of the line model (when ``with_line``) into ``out`` plus ``manifest.json``; returns it."""
     from inkpack.deploy.export import export_onnx, sidecar_path
-    from inkpack.models.io import DEFAULT_OFFLINE, input_kind
+    from inkpack.models.io import DEFAULT_OFFLINE, input_kind, read_sidecar
 
     out = Path(out)
     try:
@@ -71,8 +71,7 @@ def export_web_models(out: str | Path, char_model=DEFAULT_CHAR_MODEL, line_model
         kind = input_kind(path)  # the sidecar's, read the one way
         if (slot == "line") != (kind == "image"):
             raise InkpackError(f"{spec}: a {kind} model cannot be the on-device {slot} model")
-        feat = json.loads(sidecar_path(path).read_text(encoding="utf-8")).get("preprocessing", {}).get(
-            "features", "points")
+        feat = read_sidecar(path).get("preprocessing", {}).get("features", "points")
         if kind != "image" and feat != "points":
             raise ConfigError(f"{spec}: preprocessing.features {feat!r}: the web page computes point features "
                               "only; use the Python recognizer or the server for this model")

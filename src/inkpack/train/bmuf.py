@@ -150,16 +150,17 @@ class BMUF:
         decision (any worker's ``stop``), taken only at synchronizations when distributed."""
         self.step_in_block += 1
         self.steps += 1
-        if self.steps <= self.warmup:  # synchronous phase: every step a block, no momentum
-            return self.sync(stop, eta=0.0, zeta=1.0, nesterov=False, reset=self.steps == self.warmup)
+        if self.steps <= self.warmup:  # synchronous phase: every step a block, plain model averaging
+            stop = self.sync(stop, eta=0.0, zeta=1.0)  # η = 0: no look-ahead either, Nesterov or not
+            if self.steps == self.warmup:
+                self.delta.zero_()  # the blocks start without momentum
+            return stop
         if self.step_in_block < self.tau:
             return stop and not self.env.distributed
         return self.sync(stop)
 
-    def sync(self, stop: bool = False, eta: float | None = None, zeta: float | None = None,
-             nesterov: bool | None = None, reset: bool = False) -> bool:
-        """One synchronization: the block update with ``eta``/``zeta``/``nesterov`` (default: the
-        filter's); ``reset`` clears ``Δ`` after it (the end of the synchronous warm-up)."""
+    def sync(self, stop: bool = False, eta: float | None = None, zeta: float | None = None) -> bool:
+        """One synchronization: the block update with ``eta`` and ``zeta`` (default: the filter's)."""
         local = self._local()
         flag = local.new_tensor([float(stop)])
         buf = torch.cat([local.float(), flag])
@@ -170,9 +171,7 @@ class BMUF:
         mean, bufs, stop_any = buf[:n], buf[n:-1], bool(buf[-1] > 0)
         self.glob, self.delta, self.start = block_update(
             mean, self.start, self.glob, self.delta, self.eta if eta is None else eta,
-            self.zeta if zeta is None else zeta, self.nesterov if nesterov is None else nesterov)
-        if reset:
-            self.delta = torch.zeros_like(self.delta)
+            self.zeta if zeta is None else zeta, self.nesterov)
         self.glob_buffers = bufs.clone()
         self._set_local(torch.cat([self.start, bufs]))
         self.step_in_block = 0
