@@ -49,6 +49,8 @@ VARIANTS = {
     "bs32": {"batch_size": 32},
     "ema": {"ema": 0.999},
     "gated": {"arch": "gated-dblstm"},
+    # the best batch so far with one more factor (compare with the bs8 row run beside it)
+    "bs8-shortcut": {"batch_size": 8, "options": {"ctc_shortcut": 0.1}},
     "h64-3x256-d0.5": {"height": 64, "options": {"lstm_hidden": 256, "lstm_layers": 3, "dropout": 0.5}},
 }
 

@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from conftest import render_text
-from inkpack.data.images import AugmentConfig, augment, load_gray, prepare_line, resize_height, to_ink
+from inkpack.data.augment import AugmentConfig, augment
+from inkpack.data.images import load_gray, prepare_line, resize_height, to_ink
 from inkpack.errors import BadSampleError
 
 

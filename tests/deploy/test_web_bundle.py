@@ -73,3 +73,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         models_dir(tmp_path)
     assert main(["serve", "--web-models", str(tmp_path)]) == 2
     assert "no on-device models" in capsys.readouterr().err
+
+
+def test_a_model_in_the_wrong_slot_is_refused_before_any_export(tmp_path):
+    from inkpack.deploy.webbundle import export_web_models
+    from inkpack.errors import InkpackError
+
+    line = str(make_line_model(tmp_path / "m"))
+    with pytest.raises(InkpackError) as e:
+        export_web_models(tmp_path / "site", char_model=line, with_line=False)
+    assert str(e.value) == f"{line}: an image model cannot be the on-device ink model"
+    assert not list((tmp_path / "site").glob("*.onnx"))

@@ -115,3 +115,4 @@ def test_the_web_bundle_refuses_a_bezier_model_in_one_line(bezier_run, tmp_path)
     with pytest.raises(ConfigError) as e:
         export_web_models(tmp_path / "site", char_model=str(d / "run" / "best"), with_line=False)
     assert "preprocessing.features" in str(e.value) and "'bezier'" in str(e.value) and "\n" not in str(e.value)
+    assert not list((tmp_path / "site").glob("*.onnx"))  # refused from its config, before any export

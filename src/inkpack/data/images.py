@@ -1,4 +1,5 @@
-"""Line images: safe loading, polarity/contrast normalisation, resizing, augmentation.
+"""Line images: safe loading, polarity/contrast normalisation, resizing (augmentation:
+:mod:`inkpack.data.augment`).
 
 Models see float32 images with ink = 1 and paper = 0 at a fixed height, so that zero
 padding is "blank paper" and the true width is all a model needs to know.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -335,57 +335,3 @@ def warn_line_image(gray: np.ndarray, name: str = "image", stacklevel: int = 2) 
     for m in msgs:
         warnings.warn(f"{name}: {m}", LineImageWarning, stacklevel=stacklevel)
     return msgs
-
-
-@dataclass
-class AugmentConfig:
-    """Training augmentation; all probabilities per line. ``enabled=False`` is identity."""
-
-    enabled: bool = True
-    p_affine: float = 0.7
-    max_rotate: float = 1.5  # degrees
-    max_shear: float = 0.3  # x += shear * y (relative)
-    scale: tuple[float, float] = (0.85, 1.15)  # horizontal stretch
-    p_elastic: float = 0.3
-    elastic_alpha: float = 1.5  # displacement in pixels
-    elastic_sigma: float = 6.0
-    p_blur: float = 0.2
-    p_morph: float = 0.3
-    p_contrast: float = 0.5
-
-
-def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """Small warps, blur, erosion/dilation and contrast changes on an ink=1 image."""
-    if not cfg.enabled:
-        return img
-    h, w = img.shape
-    out = img
-    if rng.random() < cfg.p_affine:
-        sx = rng.uniform(*cfg.scale)
-        shear = rng.uniform(-cfg.max_shear, cfg.max_shear)
-        ang = np.deg2rad(rng.uniform(-cfg.max_rotate, cfg.max_rotate))
-        new_w = max(4, int(round(w * sx + abs(shear) * h)))
-        c, s = np.cos(ang), np.sin(ang)
-        m = np.array([[sx * c, -s + shear, 0.0], [s * sx, c, 0.0]], dtype=np.float32)
-        # keep the content inside: shift so that the warped corners start at x >= 0
-        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float32) @ m.T
-        m[0, 2] -= corners[:, 0].min()
-        m[1, 2] -= corners[:, 1].min() - 0.0
-        m[1, 2] += (h - (corners[:, 1].max() - corners[:, 1].min())) / 2.0
-        out = cv2.warpAffine(out, m, (new_w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
-    if rng.random() < cfg.p_elastic:
-        hh, ww = out.shape
-        small = (max(2, ww // 16), max(2, hh // 16))
-        dx = cv2.resize(rng.standard_normal((small[1], small[0])).astype(np.float32), (ww, hh))
-        dy = cv2.resize(rng.standard_normal((small[1], small[0])).astype(np.float32), (ww, hh))
-        xs, ys = np.meshgrid(np.arange(ww, dtype=np.float32), np.arange(hh, dtype=np.float32))
-        a = cfg.elastic_alpha
-        out = cv2.remap(out, xs + a * dx, ys + a * dy, cv2.INTER_LINEAR, borderValue=0.0)
-    if rng.random() < cfg.p_blur:
-        out = cv2.GaussianBlur(out, (3, 3), rng.uniform(0.3, 1.0))
-    if rng.random() < cfg.p_morph:
-        k = np.ones((2, 2), np.uint8)
-        out = cv2.dilate(out, k) if rng.random() < 0.5 else cv2.erode(out, k)
-    if rng.random() < cfg.p_contrast:
-        out = np.clip(out * rng.uniform(0.6, 1.2) + rng.uniform(-0.05, 0.05), 0.0, 1.0)
-    return np.ascontiguousarray(out, dtype=np.float32)

@@ -13,7 +13,8 @@ from tqdm import tqdm
 from inkpack.batching import Batch, pad_collate
 from inkpack.data.alphabet import Alphabet
 from inkpack.data.formats.tsv import LineRecord, read_tsv
-from inkpack.data.images import AugmentConfig, augment, load_gray, prepare_line
+from inkpack.data.augment import AugmentConfig, augment
+from inkpack.data.images import load_gray, prepare_line
 from inkpack.errors import BadSampleError, ConfigError, InkpackError
 
 

@@ -52,12 +52,29 @@ def write_gz(src: Path, dst: Path) -> dict:
     return {"gz": dst.name, "gz_bytes": dst.stat().st_size, "gz_sha256": sha256_of(dst)}
 
 
+def _check_slot(slot: str, spec, config: dict) -> str:
+    """The input kind of the model ``config`` (a model's or an ONNX sidecar's), if the page can
+    run it in ``slot`` (``line``: an image model; ``ink``: an ink or character model reading
+    point features); otherwise one line naming ``spec``."""
+    from inkpack.models.io import input_kind
+
+    kind = input_kind(config) if "onnx" not in config else str(config["onnx"].get("input_kind") or "image")
+    if (slot == "line") != (kind == "image"):
+        raise InkpackError(f"{spec}: {'an' if kind[:1] in 'aeiou' else 'a'} {kind} model cannot be the "
+                           f"on-device {slot} model")
+    feat = (config.get("preprocessing") or {}).get("features", "points")
+    if kind != "image" and feat != "points":
+        raise ConfigError(f"{spec}: preprocessing.features {feat!r}: the web page computes point features "
+                          "only; use the Python recognizer or the server for this model")
+    return kind
+
+
 def export_web_models(out: str | Path, char_model=DEFAULT_CHAR_MODEL, line_model=DEFAULT_LINE_MODEL,
                       with_line: bool = True) -> dict:
     """int8 ONNX of the ink model (``char_model``: a character or online line model; None = none)
     and of the line model (when ``with_line``) into ``out`` plus ``manifest.json``; returns it."""
     from inkpack.deploy.export import export_onnx, sidecar_path
-    from inkpack.models.io import DEFAULT_OFFLINE, input_kind, read_sidecar
+    from inkpack.models.io import DEFAULT_OFFLINE, is_onnx, read_config, read_sidecar, resolve
 
     out = Path(out)
     try:
@@ -66,15 +83,12 @@ def export_web_models(out: str | Path, char_model=DEFAULT_CHAR_MODEL, line_model
         raise ConfigError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
     models = {}
     todo = ([("ink", char_model)] if char_model is not None else []) + ([("line", line_model)] if with_line else [])
+    for slot, spec in todo:  # refuse a model the page cannot run before any (slow) export
+        if not is_onnx(spec):
+            _check_slot(slot, spec, read_config(resolve(None if spec is None else str(spec))))
     for slot, spec in todo:
         path = export_onnx(spec, out / f"{slot}.onnx", int8=True)
-        kind = input_kind(path)  # the sidecar's, read the one way
-        if (slot == "line") != (kind == "image"):
-            raise InkpackError(f"{spec}: a {kind} model cannot be the on-device {slot} model")
-        feat = read_sidecar(path).get("preprocessing", {}).get("features", "points")
-        if kind != "image" and feat != "points":
-            raise ConfigError(f"{spec}: preprocessing.features {feat!r}: the web page computes point features "
-                              "only; use the Python recognizer or the server for this model")
+        kind = _check_slot(slot, spec, read_sidecar(path))  # what was written, read the one way
         name = Path(str(spec)).stem if spec is not None else DEFAULT_OFFLINE
         models["char" if kind == "char" else slot] = {
             "name": name, "file": path.name, "config": sidecar_path(path).name, "kind": kind,

@@ -50,10 +50,13 @@ class CNNDBLSTM(nn.Module):
         in_channels: int = 1,
         norm: str = "batch",
         stack: type[ConvStack] = ConvStack,
+        ctc_shortcut: float = 0.0,
     ) -> None:
         super().__init__()
         if norm not in ("batch", "none"):
             raise InkpackError(f"model option norm must be 'batch' or 'none', not {norm!r}")
+        if not 0.0 <= float(ctc_shortcut) < 10.0:
+            raise InkpackError(f"model option ctc_shortcut must be a loss weight in [0, 10), not {ctc_shortcut!r}")
         self.height = height
         self.cnn = stack(in_channels, conv_cfg)
         if norm == "none":  # no batch statistics: an example's output ignores its batch-mates
@@ -72,6 +75,11 @@ class CNNDBLSTM(nn.Module):
             dropout=dropout if lstm_layers > 1 else 0.0,
         )
         self.fc = nn.Linear(2 * lstm_hidden, num_classes)
+        # CTC shortcut (Retsinas et al. 2022): a 1-D conv from the CNN features straight to the
+        # classes, trained with its own CTC loss (weight ``ctc_shortcut``) next to the main one;
+        # a training aid only, never on the inference path (forward, export)
+        self.shortcut_weight = float(ctc_shortcut)
+        self.shortcut = nn.Conv1d(feat_dim, num_classes, 3, padding=1) if ctc_shortcut else None
         # channels-last convolutions are ~1.4x faster on CPU (oneDNN) for these shapes
         self.cnn.to(memory_format=torch.channels_last)
 
@@ -117,13 +125,24 @@ class CNNDBLSTM(nn.Module):
     def forward(
         self, images: torch.Tensor, heights: torch.Tensor | None = None, widths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, lengths, _ = self.forward_train(images, heights, widths, shortcut=False)
+        return logits, lengths
+
+    def forward_train(
+        self, images: torch.Tensor, heights: torch.Tensor | None = None, widths: torch.Tensor | None = None,
+        shortcut: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` plus the CTC shortcut's logits ``[T, B, K]`` (None without one)."""
         if widths is None:
             widths = torch.full((images.shape[0],), images.shape[-1], dtype=torch.long)
         lengths = self.output_lengths(widths).clamp(min=1, max=None)
         feats = self.features(images, widths)
         lengths = lengths.clamp(max=feats.shape[0])
+        aux = None
+        if shortcut and self.shortcut is not None:
+            aux = self.shortcut(feats.permute(1, 2, 0)).permute(2, 0, 1)
         y = self.sequence(feats, lengths)
-        return self.fc(y), lengths
+        return self.fc(y), lengths, aux
 
 
 # what every CNN-DBLSTM architecture can do (see inkpack.models.registry); gated-dblstm's gates

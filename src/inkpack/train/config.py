@@ -59,6 +59,9 @@ class TrainConfig:
     patience: int = flag(8, "early stopping: epochs without val improvement", type="nonneg_int")
     batching: str = flag("pad-min", "batch layout", choices=BATCHING)
     augment: bool = True
+    # overrides of the augmentation's defaults (inkpack.data.augment.AugmentConfig), e.g.
+    # {p_zoom: 0.15} for the zoomed-band crops; ignored with augment: false
+    augment_options: dict = field(default_factory=dict)
     seed: int = flag(1234, "random seed", type="nonneg_int")
     threads: int = flag(0, "torch threads; 0 = torch's default (default: 0)", type="nonneg_int")
     time_limit: float = flag(0.0, "stop after this many minutes (default: 0 = none)", type="nonneg_float")
@@ -124,6 +127,11 @@ class TrainConfig:
             raise ConfigError(f"{path}: {e}") from None
         return cfg
 
+    def augment_config(self):
+        from inkpack.data.augment import AugmentConfig
+
+        return AugmentConfig.from_dict(self.augment_options, enabled=self.augment)
+
     def validate(self) -> "TrainConfig":
         """Types from the dataclass annotations, then ranges; ``ConfigError`` names the field."""
         check_types(self)
@@ -145,6 +153,7 @@ class TrainConfig:
         for name in ("weight_decay", "time_limit"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name}: must be a finite number >= 0, got {getattr(self, name)}")
+        self.augment_config()  # a ConfigError naming augment_options and the key
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema: must be in [0, 1) (0 = off, e.g. 0.999), got {self.ema}")
         if self.sync not in SYNC:

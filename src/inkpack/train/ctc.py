@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inkpack.batching import Batch
+from inkpack.errors import ConfigError
 
 
 def needed_frames(labels: list[int]) -> int:
@@ -33,6 +34,30 @@ def run_model(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tenso
     return model(batch.images, batch.heights, batch.widths)
 
 
+def shortcut_weight(model: nn.Module) -> float:
+    """The weight of ``model``'s CTC shortcut loss (0: it has none)."""
+    return float(getattr(model, "shortcut_weight", 0.0) or 0.0)
+
+
+def train_forward(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`run_model` plus the logits of the model's CTC shortcut head, if it has one."""
+    if not shortcut_weight(model):
+        return (*run_model(model, batch), None)
+    if batch.packing is not None:
+        raise ConfigError("model option ctc_shortcut: needs padded batches (batching pad-max or pad-min), not pack")
+    return model.forward_train(batch.images, batch.heights, batch.widths)
+
+
+def training_loss(model: nn.Module, out: tuple, batch: Batch) -> torch.Tensor:
+    """CTC loss of :func:`train_forward`'s ``out``: the main head's, plus the shortcut's times its
+    weight."""
+    logits, lengths, aux = out
+    loss = ctc_loss(logits.float(), lengths, batch)
+    if aux is not None:
+        loss = loss + shortcut_weight(model) * ctc_loss(aux.float(), lengths, batch)
+    return loss
+
+
 class BatchForward(nn.Module):
     """What DDP wraps: its forward must be the one called, for the packed path too."""
 
@@ -40,5 +65,5 @@ class BatchForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return run_model(self.model, batch)
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        return train_forward(self.model, batch)

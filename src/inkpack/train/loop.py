@@ -31,7 +31,6 @@ from tqdm import tqdm
 
 from inkpack.batching import Batch, bucket_batches, random_batches
 from inkpack.data.alphabet import Alphabet
-from inkpack.data.images import AugmentConfig
 from inkpack.data.lines import LineBatcher, load_lineset
 from inkpack.devices import resolve_device
 from inkpack.errors import InkpackError
@@ -42,7 +41,7 @@ from inkpack.train.base import TrainerBase
 from inkpack.train.bmuf import BMUF, ddp_epoch_record
 from inkpack.train.checkpoint import load_checkpoint
 from inkpack.train.config import TrainConfig
-from inkpack.train.ctc import BatchForward, ctc_loss, needed_frames, run_model  # noqa: F401 (needed_frames: re-export)
+from inkpack.train.ctc import BatchForward, needed_frames, train_forward, training_loss  # noqa: F401 (needed_frames: re-export)
 from inkpack.train.ema import Precision, WeightEMA
 from inkpack.train.distributed import (
     DistEnv,
@@ -128,9 +127,6 @@ class Trainer(TrainerBase):
     def _make_batch(self, idx: list[int]) -> Batch:
         return self.batch_maker(idx)
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return run_model(self.model, batch)
-
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
         cfg = self.cfg
@@ -157,7 +153,7 @@ class Trainer(TrainerBase):
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.arch, self.alphabet.num_classes, **opts).to(env.device)
         self.train_batcher = LineBatcher(
-            self.train_set, self.alphabet, AugmentConfig(enabled=cfg.augment), seed=cfg.seed, unknown_policy="error"
+            self.train_set, self.alphabet, cfg.augment_config(), seed=cfg.seed, unknown_policy="error"
         )
         self.max_width = max(self.train_set.widths)
         pack_opts = None
@@ -239,11 +235,9 @@ class Trainer(TrainerBase):
     def step_loss(self, batch: Batch, global_count: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         batch = batch.to(self.env.device)  # images only (a no-op on CPU); sizes stay on the CPU
         if self.ddp is None:
-            logits, lengths = self.forward(batch)
-            loss = ctc_loss(logits.float(), lengths, batch)
+            loss = training_loss(self.model, train_forward(self.model, batch), batch)
             return loss, loss
-        logits, lengths = self.ddp(batch)
-        loss = ctc_loss(logits.float(), lengths, batch)
+        loss = training_loss(self.model, self.ddp(batch), batch)
         return loss, scale_loss(loss * len(batch), global_count or len(batch), self.env.world_size)
 
     @property

@@ -57,3 +57,46 @@ def plot_ink_curves(history: list[dict], out: str | Path) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(out)
+
+
+def plot_runs(runs: dict[str, list[dict]], out: str | Path, metric: str = "val_cer") -> None:
+    """Several runs' ``metric`` (a rate) against training minutes in one PNG, e.g. runs side by
+    side at equal time budgets: ``python -m inkpack.train.plot OUT.png LABEL=history.json ...``."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, history in runs.items():
+        pts = [(h["elapsed_s"] / 60, 100 * h[metric]) for h in history if h.get(metric) is not None]
+        if pts:
+            ax.plot(*zip(*pts), "o-", ms=3, label=f"{label} (last {pts[-1][1]:.1f}%)")
+    ax.set_xlabel("training time (min)")
+    ax.set_ylabel(metric.replace("_", " ").replace("cer", "CER").replace("wer", "WER") + " %")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2 or any("=" not in a for a in args[1:]):
+        print("usage: python -m inkpack.train.plot OUT.png LABEL=history.json [LABEL=history.json ...]",
+              file=sys.stderr)
+        return 2
+    runs = {}
+    for a in args[1:]:
+        label, _, path = a.partition("=")
+        try:
+            runs[label] = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            print(f"{path}: cannot read a history ({e})", file=sys.stderr)
+            return 1
+    plot_runs(runs, args[0])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
