@@ -106,3 +106,13 @@ def test_trains_its_head_resumes_exactly_and_ships_loadable(tmp_path, arch):
     assert not torch.equal(full.model.shortcut.weight, start)  # the head is trained
     model, config, _ = load_model(str(tmp_path / "full" / "best"))
     assert config["options"]["ctc_shortcut"] == 0.1 and model.shortcut is not None
+    # its ONNX export is the inference path alone and reads as the PyTorch model does
+    from inkpack.deploy.export import export_onnx
+    from inkpack.infer.backend import make_session
+
+    onnx_path = export_onnx(str(tmp_path / "full" / "best"), tmp_path / "m.onnx")
+    images, w = torch.rand(2, 1, 32, 60, generator=torch.Generator().manual_seed(5)), torch.tensor([60, 41])
+    with torch.no_grad():
+        logits, lengths = model.eval()(images, None, w)
+    lp, ln = make_session(onnx_path).run(None, {"images": images.numpy(), "widths": w.numpy()})
+    assert (abs(lp - logits.log_softmax(-1).numpy())).max() <= 1e-4 and ln.tolist() == lengths.tolist()
