@@ -58,3 +58,27 @@ def test_the_trainer_applies_the_options(tmp_path):
     plain = widths({})
     zoomed = widths({"p_zoom": 1.0, "zoom": [0.5, 0.5]})
     assert plain.max() < 1.6 and zoomed.min() > 1.6  # twice as wide, times the affine stretch
+
+
+def test_zoom_batch_zooms_whole_batches_alike(tmp_path):
+    from inkpack.data.augment import batch_zoom
+
+    cfg = AugmentConfig(p_zoom=0.5, zoom_batch=True)
+    picks = [batch_zoom(cfg, 1, 2, first) for first in range(200)]
+    assert picks == [batch_zoom(cfg, 1, 2, first) for first in range(200)]  # pure
+    zoomed = [z for z in picks if z is not None]
+    assert 60 < len(zoomed) < 140 and all(0.4 <= z <= 0.8 for z in zoomed)
+    assert batch_zoom(AugmentConfig(p_zoom=0.0, zoom_batch=True), 1, 2, 0) is None
+    with pytest.raises(ConfigError, match="zoom_batch must be true or false"):
+        TrainConfig(augment_options={"zoom_batch": 1}).validate()
+
+    tsv = make_tsv(tmp_path / "d", ["the cat", "a dog", "hello", "ink pack", "dear sir", "to be"])
+    tr = Trainer(TrainConfig(train=str(tsv), out=str(tmp_path / "o"), height=32, batch_size=3, epochs=1,
+                             progress=False, batching="pad-min", options={"feat_dim": 16, "lstm_hidden": 8},
+                             augment_options={"p_zoom": 1.0, "zoom": [0.5, 0.5], "zoom_batch": True,
+                                              "p_affine": 0.0, "p_elastic": 0.0}))
+    tr.setup()
+    for idx in ([0, 1, 2], [3, 4, 5]):
+        true = np.array([tr.train_set.images[i].shape[1] for i in idx])
+        ratio = tr._make_batch(idx).widths.numpy() / true
+        assert np.allclose(ratio, 2.0, atol=0.05)  # every line of the batch, by the same factor

@@ -38,6 +38,9 @@ class AugmentConfig:
     p_contrast: float = 0.5
     p_zoom: float = 0.0  # off by default: the shipped models were trained without it
     zoom: tuple[float, float] = (0.4, 0.8)  # share of the height the band keeps
+    # zoom whole batches (p_zoom of them, one band share each) instead of single lines: a zoomed
+    # line no longer pads its batch-mates to its width (see LineBatcher)
+    zoom_batch: bool = False
 
     @classmethod
     def from_dict(cls, d: dict | None, enabled: bool = True, where: str = "augment_options") -> "AugmentConfig":
@@ -49,7 +52,10 @@ class AugmentConfig:
         if bad:
             raise ConfigError(f"{where}: unknown keys {bad} (known: {', '.join(sorted(known))})")
         for k, v in d.items():
-            if k in ("scale", "zoom"):
+            if k == "zoom_batch":
+                if not isinstance(v, bool):
+                    raise ConfigError(f"{where}: zoom_batch must be true or false, got {v!r}")
+            elif k in ("scale", "zoom"):
                 if (not isinstance(v, (list, tuple)) or len(v) != 2
                         or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
                         or not 0 < v[0] <= v[1] or (k == "zoom" and v[1] > 1)):
@@ -78,12 +84,25 @@ def zoom_band(img: np.ndarray, rng: np.random.Generator, keep: tuple[float, floa
     return cv2.resize(img[top : top + band], (new_w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """Zoom, small warps, blur, erosion/dilation and contrast changes on an ink=1 image."""
+def batch_zoom(cfg: AugmentConfig, seed: int, epoch: int, first: int) -> float | None:
+    """With ``zoom_batch``: the band share of the batch whose first example is ``first`` (the same
+    for each of its lines), or None when the batch is not zoomed; a pure function of its args."""
+    if not (cfg.enabled and cfg.zoom_batch and cfg.p_zoom):
+        return None
+    rng = np.random.default_rng((seed, epoch, 7919, first))
+    return float(rng.uniform(*cfg.zoom)) if rng.random() < cfg.p_zoom else None
+
+
+def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, zoom: float | None = None) -> np.ndarray:
+    """Zoom, small warps, blur, erosion/dilation and contrast changes on an ink=1 image.
+    ``zoom``: with ``cfg.zoom_batch``, the band share :func:`batch_zoom` chose for the batch."""
     if not cfg.enabled:
         return img
     out = img
-    if cfg.p_zoom and rng.random() < cfg.p_zoom:  # no draw when off: the old streams stay as they were
+    if cfg.zoom_batch:
+        if zoom is not None:
+            out = zoom_band(out, rng, (zoom, zoom))
+    elif cfg.p_zoom and rng.random() < cfg.p_zoom:  # no draw when off: the old streams stay as they were
         out = zoom_band(out, rng, cfg.zoom)
     h, w = out.shape
     if rng.random() < cfg.p_affine:

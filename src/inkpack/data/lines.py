@@ -13,7 +13,7 @@ from tqdm import tqdm
 from inkpack.batching import Batch, pad_collate
 from inkpack.data.alphabet import Alphabet
 from inkpack.data.formats.tsv import LineRecord, read_tsv
-from inkpack.data.augment import AugmentConfig, augment
+from inkpack.data.augment import AugmentConfig, augment, batch_zoom
 from inkpack.data.images import load_gray, prepare_line
 from inkpack.errors import BadSampleError, ConfigError, InkpackError
 
@@ -93,15 +93,16 @@ class LineBatcher:
         self.epoch = 0
         self.policy = unknown_policy
 
-    def image(self, i: int) -> np.ndarray:
+    def image(self, i: int, zoom: float | None = None) -> np.ndarray:
         img = self.lines.images[i].astype(np.float32) / 255.0
         if self.aug is not None and self.aug.enabled:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            img = augment(img, rng, self.aug)
+            img = augment(img, rng, self.aug, zoom)
         return img
 
     def __call__(self, idx: Sequence[int]) -> Batch:
-        ims = [torch.from_numpy(self.image(i))[None] for i in idx]
+        zoom = batch_zoom(self.aug, self.seed, self.epoch, idx[0]) if self.aug is not None and idx else None
+        ims = [torch.from_numpy(self.image(i, zoom))[None] for i in idx]
         texts = [self.lines.texts[i] for i in idx]
         labels = None
         if self.alphabet is not None:
