@@ -72,7 +72,8 @@ class AugmentConfig:
 
 def zoom_band(img: np.ndarray, rng: np.random.Generator, keep: tuple[float, float]) -> np.ndarray:
     """A band of ``img``'s rows (a share in ``keep`` of its height) around the ink's vertical
-    centre (shifted by up to a quarter of the height), scaled back to the full height with the width scaled by the same factor."""
+    centre (shifted by up to a quarter of the height), scaled back to the full height with the
+    width scaled by the same factor."""
     h, w = img.shape
     frac = rng.uniform(*keep)
     band = min(h, max(2, int(round(h * frac))))

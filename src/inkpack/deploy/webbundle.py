@@ -58,7 +58,7 @@ def _check_slot(slot: str, spec, config: dict) -> str:
     point features); otherwise one line naming ``spec``."""
     from inkpack.models.io import input_kind
 
-    kind = input_kind(config) if "onnx" not in config else str(config["onnx"].get("input_kind") or "image")
+    kind = input_kind(config)
     if (slot == "line") != (kind == "image"):
         raise InkpackError(f"{spec}: {'an' if kind[:1] in 'aeiou' else 'a'} {kind} model cannot be the "
                            f"on-device {slot} model")

@@ -170,7 +170,7 @@ def open_backend(path: str | Path | None = None, threads: int = 1, device: str |
     ``device`` (auto | cpu | cuda, ``resolve_device``); ink models run on the CPU."""
     if is_onnx(path):
         cfg = read_sidecar(path)
-        kind = str(cfg["onnx"].get("input_kind") or "image")
+        kind = input_kind(cfg)
         alphabet = Alphabet.from_dict(cfg["alphabet"])
         if kind != "image":
             return OrtInkBackend(path, kind, threads), cfg, alphabet

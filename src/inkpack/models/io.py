@@ -225,15 +225,17 @@ def read_sidecar(onnx_path: str | Path) -> dict:
 def input_kind(source) -> str:
     """What a model reads (``image``, ``ink`` or ``char``), the one place this is decided.
 
-    ``source``: a model config (dict), or a model name/path (None: the bundled one; ``.onnx``:
-    its sidecar's ``onnx.input_kind``). A config's ``input_kind`` wins, else its architecture's
-    (older files lack the field), else ``image``."""
+    ``source``: a model config or an ONNX sidecar (dict), or a model name/path (None: the bundled
+    one; ``.onnx``: its sidecar). A sidecar's ``onnx.input_kind`` (what was exported) wins, then
+    a config's ``input_kind``, else its architecture's (older files lack the field), else
+    ``image``."""
     from inkpack.models import REGISTRY
 
     if not isinstance(source, dict):
-        if is_onnx(source):
-            return str(read_sidecar(source)["onnx"].get("input_kind") or "image")
-        source = read_config(resolve(None if source is None else str(source)))
+        source = (read_sidecar(source) if is_onnx(source)
+                  else read_config(resolve(None if source is None else str(source))))
+    if "onnx" in source:
+        return str(source["onnx"].get("input_kind") or "image")
     if source.get("input_kind"):
         return str(source["input_kind"])
     spec = REGISTRY.get(source.get("arch", ""))

@@ -10,6 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, out: str | Path) -> None:
+    """Write ``fig`` to ``out`` through a temporary file (a reader never sees half a PNG)."""
+    tmp = Path(out).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
+
+
 def plot_curves(history: list[dict], out: str | Path) -> None:
     if not history:
         return
@@ -31,10 +39,7 @@ def plot_curves(history: list[dict], out: str | Path) -> None:
     a2.legend()
     a2.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = Path(out).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(out)
+    _save(fig, out)
 
 
 def plot_ink_curves(history: list[dict], out: str | Path) -> None:
@@ -53,10 +58,7 @@ def plot_ink_curves(history: list[dict], out: str | Path) -> None:
         if a.get_legend_handles_labels()[0]:  # a run without validation has no metric curves
             a.legend()
     fig.tight_layout()
-    tmp = Path(out).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(out)
+    _save(fig, out)
 
 
 def plot_runs(runs: dict[str, list[dict]], out: str | Path, metric: str = "val_cer") -> None:
@@ -73,8 +75,7 @@ def plot_runs(runs: dict[str, list[dict]], out: str | Path, metric: str = "val_c
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:
