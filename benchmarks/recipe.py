@@ -51,6 +51,11 @@ VARIANTS = {
     "gated": {"arch": "gated-dblstm"},
     # the best batch so far with one more factor (compare with the bs8 row run beside it)
     "bs8-shortcut": {"batch_size": 8, "options": {"ctc_shortcut": 0.1}},
+    # one factor each from bs8-shortcut: the shortcut's weight, the peak rate
+    "bs8-shortcut0.3": {"batch_size": 8, "options": {"ctc_shortcut": 0.3}},
+    "bs8-shortcut-lr2e-3": {"batch_size": 8, "lr": 2e-3, "options": {"ctc_shortcut": 0.1}},
+    "bs8-shortcut0.5": {"batch_size": 8, "options": {"ctc_shortcut": 0.5}},
+    "bs8-shortcut1": {"batch_size": 8, "options": {"ctc_shortcut": 1.0}},
     "h64-3x256-d0.5": {"height": 64, "options": {"lstm_hidden": 256, "lstm_layers": 3, "dropout": 0.5}},
 }
 

@@ -114,7 +114,7 @@ def evaluate_ink(path: str, model: str | None = None, json_out: str | None = Non
     if p.suffix.lower() not in (".pot", ".npz"):
         raise InkpackError(f"{path}: evaluate reads .pot characters or .npz lines on the ink side")
     is_char = p.suffix.lower() == ".pot"
-    if is_char and decoder is not None:
+    if is_char and decoder not in (None, "greedy"):
         raise InkpackError(f"{path}: --decoder applies to line models (.npz); characters are classified")
     rec = _open(model, DEFAULT_CHAR_MODEL if is_char else DEFAULT_LINE_MODEL, "char" if is_char else "ink",
                 threads, decoder)
@@ -131,7 +131,7 @@ def evaluate_ink(path: str, model: str | None = None, json_out: str | None = Non
     skipped = len(inks.errors) + len(inks) - len(kept)
     n_all = len(inks) + len(inks.errors)
     res = {"threads": threads, "batch_size": batch_size, "skipped": skipped,
-           "decoder": "greedy" if decoder is None else decoder.kind}
+           "decoder": "greedy" if rec.decoder is None else rec.decoder.kind}
     if perturb is not None:
         res["perturb"] = {**vars(inks.perturb), "seed": seed}
     if is_char:

@@ -99,8 +99,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
     for r, h in zip(records, hyps):
         counts.add(h, r.text)
         print(f"{r.id}\n  truth: {r.text}\n  read:  {h}")
+    how = "greedy" if rec.decoder is None else f"{rec.decoder.kind}, beam {rec.decoder.beam}"
     print(f"\n{len(hyps)} lines  CER {100 * counts.cer:.2f}%  WER {100 * counts.wer:.2f}%  "
-          f"{1000 * dt / len(hyps):.1f} ms/line (1 thread)")
+          f"{1000 * dt / len(hyps):.1f} ms/line (1 thread, {how} decoding)")
     return 0
 
 

@@ -254,7 +254,9 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
     cfg = {k: v for k, v in cfg.items() if k != "metrics"}
     cfg["compression"] = comp
     if comp["weights"] == "shared-npz":
-        write_json(out.with_suffix(".json"), cfg, flag="--out")
+        from inkpack.models.io import place_decoder_files
+
+        write_json(out.with_suffix(".json"), place_decoder_files(cfg, out.parent), flag="--out")
     else:
         save_model(model, cfg, out, half=half)
     log(f"wrote {out}.json ({comp['recipe']}; {comp['params']:,} params, was {base_params:,})")

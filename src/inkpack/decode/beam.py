@@ -296,6 +296,9 @@ class Decoder:
         return [self.decode(x, alphabet) for x in items]
 
 
-def as_decoder(spec: Decoder | Mapping | None) -> Decoder | None:
-    """A :class:`Decoder` given as itself or as its options mapping; None stays None (greedy)."""
+def as_decoder(spec: Decoder | Mapping | str | None) -> Decoder | None:
+    """A :class:`Decoder` given as itself, as its options mapping or as a kind without options
+    (``"greedy"``, ``"beam"``); None stays None."""
+    if isinstance(spec, str):
+        return Decoder(spec)
     return Decoder.from_options(spec) if isinstance(spec, Mapping) else spec

@@ -41,7 +41,7 @@ from torch import nn
 
 from inkpack.deploy.export_base import OPSET, MaskedBiLSTM, torch_export
 from inkpack.errors import InkpackError
-from inkpack.models.io import sidecar_path  # noqa: F401  (the sidecar belongs to the model-file format)
+from inkpack.models.io import place_decoder_files, sidecar_path  # noqa: F401  (the sidecar belongs to the model-file format)
 
 
 class ExportCNNDBLSTM(nn.Module):
@@ -109,11 +109,12 @@ def export_cnn_dblstm(model: nn.Module, path: Path) -> dict:
 
 
 def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False,
-                config: dict | None = None, reduce_range: bool = True) -> Path:
+                config: dict | None = None, reduce_range: bool = True, decoder: bool = True) -> Path:
     """Write ``out`` (ONNX) and ``out + '.json'`` (config + export facts); return ``out``.
 
     ``model_path_or_module``: a model path/name for ``models.io.load_model``, or an ``nn.Module``
-    (then pass ``config`` so the runtime knows the alphabet and preprocessing).
+    (then pass ``config`` so the runtime knows the alphabet and preprocessing). The model's own
+    decoder goes with it (its language model copied beside ``out``) unless ``decoder`` is False.
     """
     from inkpack.jsonio import check_output_file, dumps
 
@@ -138,6 +139,9 @@ def export_onnx(model_path_or_module, out: str | os.PathLike, int8: bool = False
     facts.update({"input_kind": kind, "int8": bool(int8), "opset": OPSET, "bytes": out.stat().st_size})
     side = dict(cfg or {})
     side["onnx"] = facts
+    if not decoder:
+        side.pop("decoder", None)
+    side = place_decoder_files(side, out.parent)
     if "trained_on" in side or "compression" in side:
         from inkpack.models.io import portable_config
 

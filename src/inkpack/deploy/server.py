@@ -77,11 +77,11 @@ def _models(model, ink_model) -> tuple[object | None, object | None]:
 
 
 def _set_decoder(decoder, line, ink) -> None:
-    if decoder is None:
+    if decoder is None:  # each model keeps its own
         return
-    from inkpack.decode.beam import as_decoder
+    from inkpack.decode.options import chosen
 
-    decoder = as_decoder(decoder)
+    decoder = chosen(decoder)
     targets = [r for r in (line, ink) if r is not None and r.input_kind in ("image", "ink")]
     if not targets:
         raise InkpackError("create_app: a decoder needs a line model (image or ink lines)")
@@ -101,8 +101,9 @@ def create_app(model=None, ink_model=None, max_upload_bytes: int = 10 * MB,
                web_models=None) -> FastAPI:
     """``model``: a line recognizer from ``inkpack.api.load`` or a path (None → the bundled model);
     ``ink_model``: the same for ink (None → the ink endpoint answers 404 with how to load one);
-    ``decoder``: a :class:`inkpack.decode.beam.Decoder` (or its options dict) for the line models
-    (image lines and ink lines; a character classifier keeps its top-k), None → each model's own.
+    ``decoder``: a :class:`inkpack.decode.beam.Decoder` (or its options dict, or ``"greedy"``) for
+    the line models (image lines and ink lines; a character classifier keeps its top-k), None →
+    each model's own (its JSON's ``decoder``, else greedy).
     ``token``: bearer token required on ``/v1/*``; ``allow_origins``: web origins allowed besides the
     service's own; ``allowed_hosts``: accepted ``Host`` names (None = any); ``max_inflight``:
     recognition requests at a time before 503; ``read_timeout``: seconds for the whole body;

@@ -87,7 +87,7 @@ def export_web_models(out: str | Path, char_model=DEFAULT_CHAR_MODEL, line_model
         if not is_onnx(spec):
             _check_slot(slot, spec, read_config(resolve(None if spec is None else str(spec))))
     for slot, spec in todo:
-        path = export_onnx(spec, out / f"{slot}.onnx", int8=True)
+        path = export_onnx(spec, out / f"{slot}.onnx", int8=True, decoder=False)  # the page decodes greedily
         kind = _check_slot(slot, spec, read_sidecar(path))  # what was written, read the one way
         name = Path(str(spec)).stem if spec is not None else DEFAULT_OFFLINE
         models["char" if kind == "char" else slot] = {

@@ -31,7 +31,7 @@ def evaluate_lines(data: str, model: str | None = None, *, images_dir: str | Non
                    threads: int = 1, device: str = "cpu", decoder=None, progress: str = "auto",
                    output: str | None = None, output_flag: str = "--output") -> dict:
     """CER/WER of the line images of ``data`` read by ``model`` (a name, path or ``.onnx``; None:
-    the bundled model) with ``decoder`` (None: greedy), ``CHUNK`` lines prepared and decoded at a
+    the bundled model) with ``decoder`` (None: the model's own, ``"greedy"``), ``CHUNK`` lines prepared and decoded at a
     time. Unreadable lines are skipped, counted and reported on stderr; model time (after a
     warm-up batch) is what lines/s and ms/line count. ``output``: a per-line TSV (image,
     reference, hypothesis, cer) written there. No readable line is ``InputError``."""
@@ -81,5 +81,5 @@ def evaluate_lines(data: str, model: str | None = None, *, images_dir: str | Non
     model_s = max(model_s, 1e-9)
     return {"cer": counts.cer, "wer": counts.wer, "lines": n, "skipped": len(skipped),
             "lines_per_s": n / model_s, "ms_per_line": 1000 * model_s / n, "threads": threads,
-            "batch_size": batch_size, "decoder": decoder.kind if decoder is not None else "greedy",
+            "batch_size": batch_size, "decoder": rec.decoder.kind if rec.decoder is not None else "greedy",
             "backend": rec.backend}

@@ -27,6 +27,7 @@ from torch import nn
 
 from inkpack.data.alphabet import Alphabet
 from inkpack.data.images import DEFAULT_MAX_PIXELS
+from inkpack.decode.options import chosen, model_decoder
 from inkpack.decode.recognition import Recognition
 from inkpack.errors import InkpackError
 from inkpack.infer.backend import INK_KINDS, TorchBackend, TorchInkBackend, open_backend
@@ -48,7 +49,8 @@ def width_batches(widths: Sequence[int], batch_size: int) -> list[list[int]]:
 class Recognizer:
     """Line images or ink → :class:`Recognition` s. ``backend``: a :mod:`inkpack.infer.backend`
     backend (an ``nn.Module`` is wrapped in the PyTorch backend of its kind); ``decoder``: a
-    :class:`inkpack.decode.beam.Decoder` or None (greedy; line models only); ``max_width``: the
+    :class:`inkpack.decode.beam.Decoder`, its options, or None / ``"greedy"`` (greedy; line
+    models only; :func:`open_recognizer` gives a model its own by default); ``max_width``: the
     widest image line accepted after scaling (None: ``max_line_width()``); ``input_kind``:
     ``image``, ``ink`` or ``char`` (None: the backend's, else the config's); ``top_k``: the
     candidates of a character model."""
@@ -58,6 +60,7 @@ class Recognizer:
                  batch_size: int | None = None, max_width: int | None = None, input_kind: str | None = None,
                  top_k: int = 5) -> None:
         kind = input_kind or getattr(backend, "kind", None) or kind_of(config)
+        decoder = chosen(decoder)
         if kind not in ("image", *INK_KINDS):
             raise InkpackError(f"{name}: unknown input kind {kind!r}")
         if decoder is not None and kind == "char":
@@ -188,6 +191,8 @@ def open_recognizer(path: str | os.PathLike | None = None, *, threads: int | Non
                     decoder=None, name: str | None = None, **options) -> Recognizer:
     """The :class:`Recognizer` of the model at ``path`` (None: the bundled one; ``.onnx``: ONNX
     Runtime), image or ink, on ``threads`` (torch's are set when not None) and ``device``;
+    ``decoder``: None → the model's own (its JSON's ``decoder``, else greedy), ``"greedy"``, a
+    :class:`inkpack.decode.beam.Decoder` or its options;
     ``options``: ``max_pixels``, ``batch_size``, ``max_width`` (images), ``top_k`` (characters)."""
     from pathlib import Path
 
@@ -198,4 +203,7 @@ def open_recognizer(path: str | os.PathLike | None = None, *, threads: int | Non
     backend, cfg, alphabet = open_backend(path, threads or 1, device)
     if name is None:
         name = Path(str(path)).stem if is_onnx(path) else resolve(None if path is None else str(path)).name
+    if decoder is None:
+        decoder = model_decoder(cfg, path if is_onnx(path) else resolve(None if path is None else str(path))
+                                .with_suffix(".json"))
     return Recognizer(backend, cfg, alphabet, decoder, name=name, **options)

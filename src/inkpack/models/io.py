@@ -9,8 +9,10 @@ its weights (``NAME.safetensors``, or the k-means file ``NAME.npz``) are read, a
 is applied after them.
 
 The JSON holds everything needed to rebuild and feed the model: architecture name and
-options, the alphabet, the preprocessing (image height) and, for reference, the
-figures measured when it was saved.
+options, the alphabet, the preprocessing (image height), optionally the model's own decoder
+(``decoder``: the options of :class:`inkpack.decode.beam.Decoder`, its ``lm`` a character ARPA
+file named relative to the JSON; read into an absolute path, copied beside any model written
+from it) and, for reference, the figures measured when it was saved.
 
 Reading checks the JSON against a schema (``MODEL_SCHEMA``: the type of every known field) and
 raises a one-line ``ModelFileError`` naming the file and field. Writing makes the JSON
@@ -41,7 +43,7 @@ DEFAULT_OFFLINE = "hooker-darknet"
 MODEL_SCHEMA: dict[str, tuple] = {
     "arch": (str,), "alphabet": (dict,), "options": (dict,), "preprocessing": (dict,),
     "input_kind": (str,), "metrics": (dict, None), "compression": (dict,), "weights_dtype": (str,),
-    "trained_on": (str, dict, None), "onnx": (dict,), "classes": (str,),
+    "trained_on": (str, dict, None), "onnx": (dict,), "classes": (str,), "decoder": (dict,),
 }
 ALPHABET_SCHEMA: dict[str, tuple] = {"symbols": (str, list), "with_unk": (bool,)}
 INPUT_KINDS = ("image", "ink", "char")
@@ -128,12 +130,51 @@ def portable_config(config: dict) -> dict:
     return out
 
 
+def resolve_decoder_files(cfg: dict, json_path: Path) -> dict:
+    """``cfg`` with its ``decoder.lm`` (a file named relative to the model JSON) made absolute,
+    so that the config can be used and re-saved from anywhere; a field of the wrong type or a
+    missing file is a ``ModelFileError`` naming the JSON and the field."""
+    dec = cfg.get("decoder")
+    if not dec or dec.get("lm") is None:
+        return cfg
+    lm = dec["lm"]
+    if not isinstance(lm, str) or not lm:
+        raise ModelFileError(f"{json_path}: field 'decoder.lm' must be a file name, got {lm!r}")
+    full = (Path(json_path).parent / lm).resolve()
+    if not full.is_file():
+        raise ModelFileError(f"{json_path}: field 'decoder.lm': language model {full.name} not found "
+                             f"beside the model (expected {full})")
+    return {**cfg, "decoder": {**dec, "lm": str(full)}}
+
+
+def place_decoder_files(config: dict, out_dir: Path) -> dict:
+    """``config`` to be written into ``out_dir``: a ``decoder.lm`` elsewhere is copied there (same
+    name; an existing file of that name with other contents is an error) and named bare."""
+    import filecmp
+    import shutil
+
+    dec = config.get("decoder")
+    if not dec or not dec.get("lm"):
+        return config
+    src = Path(dec["lm"])
+    dst = Path(out_dir) / src.name
+    if not src.is_file():
+        raise InkpackError(f"{src}: the model's language model (decoder.lm) is missing")
+    if src.resolve() != dst.resolve():
+        if dst.exists() and not filecmp.cmp(src, dst, shallow=False):
+            raise InkpackError(f"{dst}: exists and is not the model's language model {src}; "
+                               "write the model into another folder")
+        if not dst.exists():
+            shutil.copyfile(src, dst)
+    return {**config, "decoder": {**dec, "lm": src.name}}
+
+
 def save_model(model: nn.Module, config: dict, stem: str | Path, half: bool = False) -> Path:
     from inkpack.jsonio import dumps, publish
 
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    config = portable_config(config)
+    config = portable_config(place_decoder_files(config, stem.parent))
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     tmp = stem.with_suffix(".safetensors.tmp")
     save_file(state, str(tmp))
@@ -198,7 +239,8 @@ def read_json_fields(p: Path, required: tuple[str, ...]) -> dict:
 
 
 def read_config(stem: str | Path) -> dict:
-    return read_json_fields(Path(stem).with_suffix(".json"), ("arch", "alphabet"))
+    p = Path(stem).with_suffix(".json")
+    return resolve_decoder_files(read_json_fields(p, ("arch", "alphabet")), p)
 
 
 def sidecar_path(onnx_path: str | Path) -> Path:
@@ -219,7 +261,7 @@ def read_sidecar(onnx_path: str | Path) -> dict:
     side = sidecar_path(p)
     if not side.is_file():
         raise ModelFileError(f"{p}: missing {side.name} (export with `inkpack export` to write it)")
-    return read_json_fields(side, ("alphabet", "onnx"))
+    return resolve_decoder_files(read_json_fields(side, ("alphabet", "onnx")), side)
 
 
 def input_kind(source) -> str:
