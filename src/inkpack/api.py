@@ -36,8 +36,9 @@ def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
 
     ``decoder`` (image and ink line models): None → the model's own (its JSON's ``decoder``, e.g.
     the bundled offline model's beam search with its character LM; else greedy), ``"greedy"``, a
-    :class:`inkpack.decode.beam.Decoder` or its options as a dict (``{"kind": "beam+lm", "lm": "lm.arpa"}``). Confidences and positions come from the greedy
-    alignment, so they are left empty for lines where the beam's text differs from greedy's.
+    :class:`inkpack.decode.beam.Decoder` or its options as a dict (``{"kind": "beam+lm", "lm": "lm.arpa"}``).
+    Confidences and positions come from the best CTC path that reads the text (the greedy path
+    when the beam's text is greedy's).
     ``batch_size``: inputs per forward pass of a list (default 16 image lines, 32 ink samples).
     ``max_width`` (image models): the widest line accepted after scaling to the model's height
     (default ``INKPACK_MAX_LINE_WIDTH`` or 16,000 px); wider inputs raise ``InputTooLargeError``.

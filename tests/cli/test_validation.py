@@ -142,6 +142,7 @@ def _model_copy(tmp_path: Path, **changes) -> Path:
     cfg.update(changes)
     (tmp_path / "m.json").write_text(json.dumps(cfg))
     shutil.copy(ROOT / "models" / "hooker-darknet.safetensors", tmp_path / "m.safetensors")
+    shutil.copy(ROOT / "models" / "hooker-darknet.lm.arpa", tmp_path / "hooker-darknet.lm.arpa")  # its decoder's LM
     return tmp_path / "m"
 
 
@@ -153,6 +154,8 @@ def _model_copy(tmp_path: Path, **changes) -> Path:
     ({"input_kind": "video"}, "field 'input_kind' must be one of image, ink, char"),
     ({"options": {"height": 48, "colour": True}}, "field 'options' does not fit architecture"),
     ({"arch": "resnet"}, "field 'arch': unknown architecture 'resnet'"),
+    ({"decoder": {"kind": "beam+lm", "lm": "gone.arpa"}}, "field 'decoder.lm': language model gone.arpa not found"),
+    ({"decoder": []}, "field 'decoder' must be an object"),
 ])
 def test_model_json_with_a_wrong_type_names_the_field(changes, needle, tmp_path, capsys):
     stem = _model_copy(tmp_path, **changes)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from inkpack.decode.greedy import collapse, greedy_decode, greedy_with_alignment, log_softmax
+from inkpack.decode.greedy import collapse, forced_alignment, greedy_decode, greedy_with_alignment, log_softmax
 from inkpack.errors import InkpackError
 
 
@@ -64,3 +64,56 @@ def test_log_softmax_normalises():
     x = np.random.default_rng(0).normal(size=(3, 5))
     np.testing.assert_allclose(np.exp(log_softmax(x)).sum(-1), 1.0)
     np.testing.assert_allclose(log_softmax(log_softmax(x)), log_softmax(x), atol=1e-12)
+
+
+def _best_path_by_enumeration(lp, labels):
+    """The most probable frame path collapsing to ``labels``, by trying every path."""
+    import itertools
+
+    best, best_p = None, -np.inf
+    for path in itertools.product(range(lp.shape[1]), repeat=lp.shape[0]):
+        if collapse(np.array(path)) == labels:
+            p = lp[np.arange(len(path)), path].sum()
+            if p > best_p:
+                best, best_p = path, p
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_forced_alignment_is_the_best_path_reading_those_labels(seed):
+    rng = np.random.default_rng(seed)
+    lp = log_softmax(rng.normal(size=(6, 3)) * 2)
+    labels = [[1, 2], [2, 2], [1], [2, 1, 2]][seed % 4]
+    path = np.array(_best_path_by_enumeration(lp, labels))
+    al = forced_alignment(lp, labels)
+    assert al.labels == labels
+    # each character's frames: the run of its label in the best path (first run i-th label)
+    runs = [(i, path[i]) for i in range(len(path)) if path[i] != 0 and (i == 0 or path[i - 1] != path[i])]
+    assert al.starts == [i for i, _ in runs]
+    ends = []
+    for i, c in runs:
+        j = i
+        while j + 1 < len(path) and path[j + 1] == c:
+            j += 1
+        ends.append(j)
+    assert al.ends == ends
+    assert al.confidences == pytest.approx([np.exp(lp[s:e + 1, c].max()) for (s, c), e in zip(runs, ends)])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_forced_alignment_of_the_greedy_text_is_the_greedy_alignment(seed):
+    lp = log_softmax(np.random.default_rng(seed).normal(size=(30, 6)) * 3)
+    g = greedy_with_alignment(lp)
+    f = forced_alignment(lp, g.labels)
+    assert (f.labels, f.starts, f.ends) == (g.labels, g.starts, g.ends)
+    assert f.confidences == pytest.approx(g.confidences)
+
+
+def test_forced_alignment_needs_room_for_the_labels():
+    lp = frames([1, 0, 1])
+    assert forced_alignment(lp[:2], [1, 1]) is None  # a repeat needs a blank between: 3 frames
+    al = forced_alignment(lp, [1, 1])
+    assert (al.starts, al.ends) == ([0, 2], [0, 2])
+    assert forced_alignment(lp, []).labels == []
+    with pytest.raises(InkpackError, match="forced alignment"):
+        forced_alignment(lp[0], [1])

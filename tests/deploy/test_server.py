@@ -256,15 +256,20 @@ def test_service_decodes_lines_with_its_decoder(tmp_path):
     CharNgramLM.train(["& Co is furious. If danger"] * 20, order=4).save(str(lm_path))
     opts = {"kind": "beam+lm", "lm": str(lm_path), "alpha": 2.0, "beam": 8}
     want = load(decoder=opts).recognize(str(sample)).text
-    greedy = load().recognize(str(sample)).text
+    greedy = load(decoder="greedy").recognize(str(sample)).text
     assert want != greedy  # the strong LM changes this line's reading: the check below can fail
     with TestClient(create_app(decoder=opts)) as c:
         assert c.get("/v1/models").json()["line"]["decoder"] == "beam+lm"
         got = c.post("/v1/recognize/line", files=_png_file(sample.read_bytes(), "l.jpg", "image/jpeg")).json()
-    assert got["text"] == want and got["confidences"] == []
-    with TestClient(create_app()) as c:  # no decoder: greedy, with its alignment
+    # the decoder's text, with confidences from the best path that reads it
+    assert got["text"] == want and len(got["confidences"]) == len(want) == len(got["positions"])
+    with TestClient(create_app(decoder="greedy")) as c:  # greedy, with its alignment
         got = c.post("/v1/recognize/line", files=_png_file(sample.read_bytes(), "l.jpg", "image/jpeg")).json()
         assert got["text"] == greedy and c.get("/v1/models").json()["line"]["decoder"] == "greedy"
+    with TestClient(create_app()) as c:  # no decoder: the model's own, as inkpack.load() reads
+        got = c.post("/v1/recognize/line", files=_png_file(sample.read_bytes(), "l.jpg", "image/jpeg")).json()
+        assert got["text"] == load().recognize(str(sample)).text
+        assert c.get("/v1/models").json()["line"]["decoder"] == "beam+lm"
     # the serve command's flags build the decoder; beam+lm without --lm is a one-line error
     args = build_parser().parse_args(["serve", "--decoder", "beam+lm"])
     with pytest.raises(InkpackError, match="needs --lm"):

@@ -20,7 +20,7 @@ READS = {"ab": "ab", "abc d": "abd d", "xy z": "xy"}
 class FakeRec:
     """A recognizer whose "image" is the reference text itself: it answers ``READS``."""
 
-    height, backend = 40, "fake"
+    height, backend, decoder = 40, "fake", None
 
     def __init__(self) -> None:
         self.batches: list[int] = []

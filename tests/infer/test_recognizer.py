@@ -74,15 +74,27 @@ def test_decode_gives_hand_computed_text_confidences_and_positions():
     assert r.positions == [(0, 16), (24, 32), (40, 48), (56, 72)]
 
 
-def test_a_beam_text_that_differs_keeps_no_greedy_details():
-    class Upper:
-        def decode(self, log_probs, alphabet):
-            assert log_probs.shape == (len(PATH), 5)
-            return "AB C"
+def test_a_beam_text_that_differs_gets_the_alignment_of_its_own_path():
+    # greedy reads "ab"; the decoder reads "ac": its c is best read at frames 2-3 (0.4 and 0.3
+    # against blank's 0.1/3), so it gets confidence 0.4 and pixels [8, 16)
+    rows = [{1: 0.7, 3: 0.2}, {0: 0.8}, {2: 0.5, 3: 0.4}, {2: 0.6, 3: 0.3}, {0: 0.9}, {0: 0.9}]
+    p = np.zeros((len(rows), 5))
+    for t, row in enumerate(rows):
+        p[t] = (1 - sum(row.values())) / (5 - len(row))
+        for c, q in row.items():
+            p[t, c] = q
 
-    (r,) = recognitions(_path_log_probs()[:, None], [len(PATH)], [PreparedImage(torch.zeros(1, 32, 40), 40)],
-                        ABC, Upper(), width_factor=4)
-    assert (r.text, r.confidences, r.positions) == ("AB C", [], [])
+    class Second:
+        def decode_labels(self, log_probs, alphabet):
+            assert log_probs.shape == (len(rows), 5)
+            return [1, 3]
+
+    item = PreparedImage(torch.zeros(1, 32, 40), 40)
+    (g,) = recognitions(np.log(p)[:, None], [len(rows)], [item], ABC, None, width_factor=4)
+    assert (g.text, g.positions) == ("ab", [(0, 4), (8, 16)])
+    (r,) = recognitions(np.log(p)[:, None], [len(rows)], [item], ABC, Second(), width_factor=4)
+    assert (r.text, r.positions) == ("ac", [(0, 4), (8, 16)])
+    assert r.confidences == pytest.approx([0.7, 0.4])
 
 
 def test_width_batches_sort_stably_and_cut():

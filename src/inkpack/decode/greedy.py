@@ -63,17 +63,22 @@ class GreedyAlignment:
         return alphabet.decode(self.labels)
 
 
+def one_output(log_probs, length: int | None, what: str) -> np.ndarray:
+    """One ``[T, K]`` output (its first ``length`` frames) as float64 log-probabilities."""
+    a = as_numpy(log_probs)
+    if a.ndim != 2:
+        raise InkpackError(f"{what}: expected log-probs [T, K], got shape {a.shape}")
+    if length is not None:
+        a = a[: int(length)]
+    return log_softmax(a.astype(np.float64))
+
+
 def greedy_with_alignment(log_probs, length: int | None = None) -> GreedyAlignment:
     """Greedy decode of one ``[T, K]`` output keeping where each character was read and how surely.
 
     Inputs are normalised with log-softmax first, so raw logits are fine.
     """
-    a = as_numpy(log_probs)
-    if a.ndim != 2:
-        raise InkpackError(f"greedy alignment: expected log-probs [T, K], got shape {a.shape}")
-    if length is not None:
-        a = a[: int(length)]
-    lp = log_softmax(a.astype(np.float64))
+    lp = one_output(log_probs, length, "greedy alignment")
     best = lp.argmax(axis=-1)
     best_lp = lp[np.arange(len(best)), best]
     if best.size == 0:
@@ -90,3 +95,48 @@ def greedy_with_alignment(log_probs, length: int | None = None) -> GreedyAlignme
         starts=run_start[keep].tolist(),
         ends=(run_end[keep] - 1).tolist(),
     )
+
+
+def forced_alignment(log_probs, labels: list[int], length: int | None = None) -> GreedyAlignment | None:
+    """Where the given ``labels`` (a beam search's text) are read in one ``[T, K]`` output: the
+    most probable CTC path that collapses to them (Viterbi over the blank-interleaved labels),
+    with per character the same confidence as :func:`greedy_with_alignment` (the highest
+    probability of the label over its frames) and its first/last frame. None when ``T`` frames
+    cannot hold the labels (each repeat needs a blank between). On the greedy labels it gives
+    the greedy alignment, since the best path is then the greedy path."""
+    lp = one_output(log_probs, length, "forced alignment")
+    n_t, n = len(lp), len(labels)
+    if n == 0:
+        return GreedyAlignment([], [], [], [])
+    ext = np.zeros(2 * n + 1, dtype=np.int64)  # blank, l1, blank, l2, ..., ln, blank
+    ext[1::2] = labels
+    if n_t < n + int(np.sum(ext[3::2] == ext[1:-2:2])):
+        return None
+    n_s = len(ext)
+    skip = np.full(n_s, -np.inf)  # s-2 -> s allowed (0): a label unlike the label before it
+    skip[3::2] = np.where(ext[3::2] != ext[1:-2:2], 0.0, -np.inf)
+    emit = lp[:, ext]  # [T, S]
+    score = np.full(n_s, -np.inf)
+    score[:2] = emit[0, :2]
+    back = np.zeros((n_t, n_s), dtype=np.int8)  # 0 stay, 1 from s-1, 2 from s-2
+    cand = np.full((3, n_s), -np.inf)
+    for t in range(1, n_t):
+        cand[0] = score
+        cand[1, 1:] = score[:-1]
+        cand[2, 2:] = score[:-2] + skip[2:]
+        back[t] = cand.argmax(axis=0)
+        score = cand.max(axis=0) + emit[t]
+    s = n_s - 1 if score[-1] >= score[-2] else n_s - 2
+    if not np.isfinite(score[s]):
+        return None
+    states = np.empty(n_t, dtype=np.int64)
+    for t in range(n_t - 1, -1, -1):
+        states[t] = s
+        s -= back[t, s]
+    conf, starts, ends = [], [], []
+    for i in range(n):
+        frames = np.flatnonzero(states == 2 * i + 1)
+        conf.append(float(np.exp(lp[frames, labels[i]].max())))
+        starts.append(int(frames[0]))
+        ends.append(int(frames[-1]))
+    return GreedyAlignment(list(labels), conf, starts, ends)

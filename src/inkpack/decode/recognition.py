@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 
 @dataclass
 class Recognition:
@@ -30,11 +28,3 @@ class Recognition:
         if not self.warnings:
             del d["warnings"]
         return d
-
-    def with_decoder(self, decoder, log_probs: np.ndarray, alphabet) -> Recognition:
-        """This greedy result, or the beam ``decoder``'s text from the same ``[T, K]`` log-probs
-        where it differs: confidences, positions and candidates belong to the greedy path only."""
-        if decoder is None:
-            return self
-        text = decoder.decode(log_probs, alphabet)
-        return self if text == self.text else Recognition(text, warnings=list(self.warnings))

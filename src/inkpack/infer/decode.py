@@ -4,8 +4,9 @@ The text, one confidence per character (the highest probability of that characte
 frames it was read at) and one position per character come from the greedy alignment. A
 position is the ``[x0, x1)`` pixel range of the *input* image covered by those frames (frame
 ``f`` covers pixels ``[f * width_factor, (f + 1) * width_factor)`` of the resized line). With a
-beam ``decoder`` the text is the decoder's; confidences and positions are left empty for lines
-where it differs from greedy's (:meth:`Recognition.with_decoder`).
+beam ``decoder`` the text is the decoder's; where it differs from greedy's, its characters'
+confidences and positions come from the best CTC path that reads that text
+(:func:`inkpack.decode.greedy.forced_alignment`).
 
 Ink models: a character classifier's logits → the top classes with softmax probabilities
 (:func:`char_recognition`); an ink line's CTC output → greedy text, confidences and, as
@@ -47,14 +48,26 @@ def recognitions(log_probs: np.ndarray, lengths, items: Sequence, alphabet, deco
     out = []
     for b, p in enumerate(items):
         n = int(lengths[b])
-        al = greedy_with_alignment(log_probs[:, b], n)
+        al = aligned(greedy_with_alignment(log_probs[:, b], n), decoder, log_probs[:n, b], alphabet)
         width = int(p.tensor.shape[-1])
         wf = width_factor or width / max(1, n)
         pos = char_positions(al.starts, al.ends, wf, width, p.source_width)
-        greedy = Recognition(al.text(alphabet), [float(c) for c in al.confidences], pos,
-                             warnings=list(getattr(p, "warnings", ())))
-        out.append(greedy.with_decoder(decoder, log_probs[:n, b], alphabet))
+        out.append(Recognition(al.text(alphabet), [float(c) for c in al.confidences], pos,
+                               warnings=list(getattr(p, "warnings", ()))))
     return out
+
+
+def aligned(greedy, decoder, log_probs: np.ndarray, alphabet):
+    """The greedy alignment, or with a beam ``decoder`` the alignment of its labels where they
+    differ (no confidences or positions in the rare case that no path reads them)."""
+    from inkpack.decode.greedy import GreedyAlignment, forced_alignment
+
+    if decoder is None:
+        return greedy
+    labels = decoder.decode_labels(log_probs, alphabet)
+    if labels == greedy.labels:
+        return greedy
+    return forced_alignment(log_probs, labels) or GreedyAlignment(labels, [], [], [])
 
 
 def texts(log_probs: np.ndarray, lengths, alphabet, decoder=None) -> list[str]:
@@ -98,7 +111,8 @@ def ink_line_recognition(logits, n: int, point_x: np.ndarray, alphabet, decoder=
     ``point_x``: the input x of each feature row (the model reads ``len(point_x) / T`` points a frame)."""
     from inkpack.decode.greedy import greedy_with_alignment
 
-    al = greedy_with_alignment(logits.float().numpy(), n)
+    lp = logits[:n].float().log_softmax(-1).numpy()
+    al = aligned(greedy_with_alignment(lp, n), decoder, lp, alphabet)
     rate = max(1, round(len(point_x) / max(1, logits.shape[0])))  # points per frame
     pos = []
     for s, e in zip(al.starts, al.ends):
@@ -107,7 +121,4 @@ def ink_line_recognition(logits, n: int, point_x: np.ndarray, alphabet, decoder=
     text = al.text(alphabet)
     conf = [float(c) for c in al.confidences]
     prob = float(np.prod(conf)) if conf else 1.0
-    greedy = Recognition(text, conf, pos, [(text, prob)])
-    if decoder is None:
-        return greedy
-    return greedy.with_decoder(decoder, logits[:n].float().log_softmax(-1).numpy(), alphabet)
+    return Recognition(text, conf, pos, [(text, prob)])
