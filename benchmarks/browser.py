@@ -140,7 +140,7 @@ def run_chars(drv, inks, bundle: Path, info: dict) -> dict | None:
     got = [drv.execute_async_script(RUN_INK, [s.tolist() for s in ink.strokes]) for ink in inks]
     errors = [g for g in got if "error" in g]
     onnx = inkpack.load(str(bundle / "web" / "models" / "ink.onnx"))
-    torch_model = inkpack.load(DEFAULT_CHAR_MODEL)
+    torch_model = inkpack.load(DEFAULT_CHAR_MODEL, decoder="greedy")
     strokes = [{"strokes": [s.tolist() for s in ink.strokes]} for ink in inks]
     refs = {"python_onnx_int8": [onnx.recognize(s).text for s in strokes],
             "python_torch_fp32": [torch_model.recognize(s).text for s in strokes],
@@ -165,7 +165,7 @@ def run_lines(drv, samples, bundle: Path, info: dict) -> dict | None:
         mime = "image/png" if p.suffix.lower() == ".png" else "image/jpeg"
         got.append(drv.execute_async_script(RUN_LINE, base64.b64encode(p.read_bytes()).decode(), mime))
     onnx = inkpack.load(str(bundle / "web" / "models" / "line.onnx"))
-    torch_model = inkpack.load(None)
+    torch_model = inkpack.load(None, decoder="greedy")  # the page decodes greedily
     refs = {"python_onnx_int8": [r.text for r in onnx.recognize([str(p) for p in paths])],
             "python_torch_fp32": [r.text for r in torch_model.recognize([str(p) for p in paths])]}
     ok = [g for g in got if "error" not in g]

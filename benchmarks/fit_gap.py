@@ -81,7 +81,7 @@ def main() -> int:
     from inkpack.infer.recognizer import open_recognizer
 
     torch.set_num_threads(1)
-    rec = open_recognizer(a.model, threads=None)
+    rec = open_recognizer(a.model, threads=None, decoder="greedy")  # the network alone (the LM saw train)
     data = SHARED / "data" / "hooker"
     limit = 80 if a.quick else None
     results, curves = {}, {}

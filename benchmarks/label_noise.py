@@ -54,7 +54,7 @@ def main() -> int:
     from inkpack.infer.recognizer import open_recognizer
 
     torch.set_num_threads(1)
-    rec = open_recognizer(a.model, threads=None)
+    rec = open_recognizer(a.model, threads=None, decoder="greedy")  # the network alone (the LM saw train)
     data = SHARED / "data" / "hooker"
     grays, truths = read_lines(data / "train.tsv", 400 if a.quick else None)
     hyps = rec.recognize_prepared([rec.prepare(g) for g in grays])

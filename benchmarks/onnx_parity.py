@@ -74,13 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     model = a.model or default_model()
     grays, refs, bad = load_lines(a.data, 40 if a.quick else None)
-    tr = open_recognizer(model, threads=None)
+    tr = open_recognizer(model, threads=None, decoder="greedy")
     with tempfile.TemporaryDirectory(prefix="onnx-parity-") as tmp:
         f32 = export_onnx(model, Path(tmp) / "m.onnx")
         i8 = export_onnx(model, Path(tmp) / "m8.onnx", int8=True)
         sizes = {"torch_safetensors": Path(model).with_suffix(".safetensors").stat().st_size,
                  "onnx_fp32": f32.stat().st_size, "onnx_int8": i8.stat().st_size}
-        ort32, ort8 = open_recognizer(f32, threads=1), open_recognizer(i8, threads=1)
+        ort32, ort8 = (open_recognizer(f, threads=1, decoder="greedy") for f in (f32, i8))
         res = run(tr, ort32, ort8, grays, refs)
     res.update({"model": str(model), "model_metrics": tr.config.get("metrics"), "data": a.data, "lines": len(grays), "unreadable_rows": bad,
                 "quick": a.quick, "bytes": sizes, "threads": 1, "batch_size_timing": 1,

@@ -49,7 +49,7 @@ def latency(n_lines: int) -> dict:
     from inkpack.infer.recognizer import open_recognizer
 
     torch.set_num_threads(1)
-    rec = open_recognizer(None, threads=None)
+    rec = open_recognizer(None, threads=None, decoder="greedy")  # the network + greedy decoding
     recs, _ = read_tsv(str(SHARED / "data/hooker/val.tsv"))
     grays = [load_gray(r.path) for r in recs[:n_lines]]
     for g in grays[:5]:
