@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inkpack.decode.options import chosen
 from inkpack.errors import InkpackError, InputError, ModelFileError
 
 DEFAULT_CHAR_MODEL = "hanzi-lstm-char"
@@ -114,7 +115,7 @@ def evaluate_ink(path: str, model: str | None = None, json_out: str | None = Non
     if p.suffix.lower() not in (".pot", ".npz"):
         raise InkpackError(f"{path}: evaluate reads .pot characters or .npz lines on the ink side")
     is_char = p.suffix.lower() == ".pot"
-    if is_char and decoder not in (None, "greedy"):
+    if is_char and chosen(decoder) is not None:
         raise InkpackError(f"{path}: --decoder applies to line models (.npz); characters are classified")
     rec = _open(model, DEFAULT_CHAR_MODEL if is_char else DEFAULT_LINE_MODEL, "char" if is_char else "ink",
                 threads, decoder)

@@ -69,7 +69,5 @@ def model_decoder(cfg: dict, where) -> Decoder | None:
         return chosen(Decoder.from_options(spec))
     except ModelFileError:
         raise
-    except InkpackError as e:
-        raise ModelFileError(f"{where}: field 'decoder': {e}") from None
-    except TypeError as e:  # an option of the wrong type
+    except (InkpackError, TypeError) as e:  # TypeError: an option of the wrong type
         raise ModelFileError(f"{where}: field 'decoder': {e}") from None

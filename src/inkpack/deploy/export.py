@@ -41,7 +41,8 @@ from torch import nn
 
 from inkpack.deploy.export_base import OPSET, MaskedBiLSTM, torch_export
 from inkpack.errors import InkpackError
-from inkpack.models.io import place_decoder_files, sidecar_path  # noqa: F401  (the sidecar belongs to the model-file format)
+from inkpack.models.io import place_decoder_files
+from inkpack.models.io import sidecar_path  # noqa: F401  (the sidecar belongs to the model-file format)
 
 
 class ExportCNNDBLSTM(nn.Module):

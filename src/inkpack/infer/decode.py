@@ -43,12 +43,10 @@ def recognitions(log_probs: np.ndarray, lengths, items: Sequence, alphabet, deco
     """``log_probs [T, B, K]`` and ``lengths [B]`` of the prepared ``items`` (``.tensor``,
     ``.source_width``, ``.warnings``) → their :class:`Recognition` s, in order. ``width_factor``
     None (no fixed factor: MDLSTM): each line's width over its frame count."""
-    from inkpack.decode.greedy import greedy_with_alignment
-
     out = []
     for b, p in enumerate(items):
         n = int(lengths[b])
-        al = aligned(greedy_with_alignment(log_probs[:, b], n), decoder, log_probs[:n, b], alphabet)
+        al = aligned(log_probs[:, b], n, decoder, alphabet)
         width = int(p.tensor.shape[-1])
         wf = width_factor or width / max(1, n)
         pos = char_positions(al.starts, al.ends, wf, width, p.source_width)
@@ -57,17 +55,20 @@ def recognitions(log_probs: np.ndarray, lengths, items: Sequence, alphabet, deco
     return out
 
 
-def aligned(greedy, decoder, log_probs: np.ndarray, alphabet):
-    """The greedy alignment, or with a beam ``decoder`` the alignment of its labels where they
-    differ (no confidences or positions in the rare case that no path reads them)."""
-    from inkpack.decode.greedy import GreedyAlignment, forced_alignment
+def aligned(log_probs, n: int, decoder, alphabet):
+    """The greedy alignment of one ``[T, K]`` output's first ``n`` frames, or with a beam
+    ``decoder`` the alignment of its labels where they differ (no confidences or positions in the
+    rare case that no path reads them); normalised once for all three."""
+    from inkpack.decode.greedy import GreedyAlignment, forced_alignment, greedy_with_alignment, one_output
 
+    lp = one_output(log_probs, n, "decoding")
+    greedy = greedy_with_alignment(lp)
     if decoder is None:
         return greedy
-    labels = decoder.decode_labels(log_probs, alphabet)
+    labels = decoder.decode_labels(lp, alphabet)
     if labels == greedy.labels:
         return greedy
-    return forced_alignment(log_probs, labels) or GreedyAlignment(labels, [], [], [])
+    return forced_alignment(lp, labels) or GreedyAlignment(labels, [], [], [])
 
 
 def texts(log_probs: np.ndarray, lengths, alphabet, decoder=None) -> list[str]:
@@ -109,10 +110,7 @@ def char_recognition(logits, alphabet, top_k: int = 5) -> Recognition:
 def ink_line_recognition(logits, n: int, point_x: np.ndarray, alphabet, decoder=None) -> Recognition:
     """One ink line's CTC logits ``[T, K]`` (torch, ``n`` valid frames) → its :class:`Recognition`;
     ``point_x``: the input x of each feature row (the model reads ``len(point_x) / T`` points a frame)."""
-    from inkpack.decode.greedy import greedy_with_alignment
-
-    lp = logits[:n].float().log_softmax(-1).numpy()
-    al = aligned(greedy_with_alignment(lp, n), decoder, lp, alphabet)
+    al = aligned(logits.float().numpy(), n, decoder, alphabet)
     rate = max(1, round(len(point_x) / max(1, logits.shape[0])))  # points per frame
     pos = []
     for s, e in zip(al.starts, al.ends):

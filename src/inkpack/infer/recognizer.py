@@ -201,9 +201,9 @@ def open_recognizer(path: str | os.PathLike | None = None, *, threads: int | Non
     if threads is not None and not is_onnx(path):
         torch.set_num_threads(threads)
     backend, cfg, alphabet = open_backend(path, threads or 1, device)
+    where = Path(str(path)) if is_onnx(path) else resolve(None if path is None else str(path)).with_suffix(".json")
     if name is None:
-        name = Path(str(path)).stem if is_onnx(path) else resolve(None if path is None else str(path)).name
+        name = where.stem
     if decoder is None:
-        decoder = model_decoder(cfg, path if is_onnx(path) else resolve(None if path is None else str(path))
-                                .with_suffix(".json"))
+        decoder = model_decoder(cfg, where)
     return Recognizer(backend, cfg, alphabet, decoder, name=name, **options)
