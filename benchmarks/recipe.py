@@ -56,6 +56,8 @@ VARIANTS = {
     "bs8-shortcut-lr2e-3": {"batch_size": 8, "lr": 2e-3, "options": {"ctc_shortcut": 0.1}},
     "bs8-shortcut0.5": {"batch_size": 8, "options": {"ctc_shortcut": 0.5}},
     "bs8-shortcut1": {"batch_size": 8, "options": {"ctc_shortcut": 1.0}},
+    # the same with bfloat16 autocast (precision: bf16; ~1.5-1.7x the steps per minute here)
+    "bs8-shortcut0.5-bf16": {"batch_size": 8, "precision": "bf16", "options": {"ctc_shortcut": 0.5}},
     "h64-3x256-d0.5": {"height": 64, "options": {"lstm_hidden": 256, "lstm_layers": 3, "dropout": 0.5}},
 }
 

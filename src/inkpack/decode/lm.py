@@ -338,7 +338,7 @@ def _parse_arpa(lines: list[str], name: str, space_token: str | None) -> CharNgr
             continue
         if line == "\\end\\":
             break
-        m = re.fullmatch(r"\\(\d+)-grams:", line)
+        m = re.fullmatch(r"\\(\d+)-grams:", line) if line[0] == "\\" else None
         if m:
             n = int(m[1])
             if n not in expected:

@@ -49,6 +49,7 @@ from inkpack.train.base import TrainerBase
 from inkpack.train.checkpoint import load_checkpoint
 from inkpack.train.config import check_types, read_yaml_mapping, resolve_paths
 from inkpack.train.ctc import needed_frames
+from inkpack.train.ema import Precision
 from inkpack.train.ink_data import InkData, pad_features, prep_config
 from inkpack.train.ink_options import check_combinations, check_init_kind, input_width
 
@@ -107,6 +108,7 @@ class InkTrainConfig:
     ckpt_every: int = 100
     val_every: int = 0  # steps between validations (0 = at epoch ends only)
     half: bool = False  # save the best model with fp16 weights
+    precision: str = "auto"  # training step arithmetic: auto (fp32 here) | fp32 | bf16 (see train.ema)
     fold_input_norm: bool = False  # init: fold feature standardisation into the first LSTM
     sortagrad: bool = False  # line task: epoch 0 goes from the shortest lines to the longest
     progress: bool = True
@@ -178,6 +180,7 @@ class InkTrainer(InkData, TrainerBase):
                         "in_features": input_width(cfg, self.pcfg)}
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.arch, self.alphabet.num_classes, **self.options)
+        self.precision = Precision(torch.device("cpu"), cfg.precision)
         self._init_optim(sum(sum(self._steps_in(e)) for e in range(cfg.epochs)))
         self.best = None
         if cfg.fold_input_norm and not ckpt and self.init is None:
@@ -227,11 +230,11 @@ class InkTrainer(InkData, TrainerBase):
             # under a class curriculum the softmax of a training step spans the active classes
             # only, so the output rows of classes still to come are left untouched
             active = logits[:, : self._active_classes()] if train else logits
-            return F.cross_entropy(active, y), logits, None
+            return F.cross_entropy(active.float(), y), logits, None  # float: under bf16 autocast too
         logits, out_len = self.model(x, lengths)
         tl = torch.tensor([len(it[1]) for it in items], dtype=torch.long)
         tg = torch.tensor([c for it in items for c in it[1]], dtype=torch.long)
-        loss = F.ctc_loss(logits.log_softmax(-1), tg, out_len, tl, blank=0, reduction="sum",
+        loss = F.ctc_loss(logits.float().log_softmax(-1), tg, out_len, tl, blank=0, reduction="sum",
                           zero_infinity=True)
         return loss / len(items), logits, out_len
 

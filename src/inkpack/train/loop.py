@@ -134,7 +134,7 @@ class Trainer(TrainerBase):
         if not env.distributed:  # --device; torchrun jobs take one GPU per rank (or the CPU)
             env = replace(env, device=resolve_device(cfg.device))
         self.env = env
-        self.precision = Precision(env.device)  # mixed precision on CUDA, plain fp32 on the CPU
+        self.precision = Precision(env.device, cfg.precision)  # fp16 on CUDA, fp32 on the CPU (auto)
         torch.manual_seed(cfg.seed)
         ckpt = load_checkpoint(self.ckpt_path)
         alphabet = Alphabet.from_dict(ckpt["alphabet"]) if ckpt else None
