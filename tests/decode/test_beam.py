@@ -65,6 +65,48 @@ def test_beam_with_lm_equals_exhaustive_rescoring(seed):
     assert [h.score for h in hyps] == pytest.approx([total[b] for b in best], abs=1e-9)
 
 
+def reference_beam(lp, beam, scorer, alpha, beta):
+    """A plain prefix beam search: every prefix rescored from scratch, no pruning but the width."""
+    def lm_logp(pre, eos=False):  # ln P_lm of the prefix's characters (and </s>)
+        s, total = scorer.initial(), 0.0
+        for c in pre:
+            total += scorer.lookup(s)[0][c]
+            s = scorer.advance(s, c)
+        return total + (scorer.lookup(s)[1] if eos else 0.0)
+
+    def score(pre, v, eos=False):
+        return np.logaddexp(*v) + alpha * lm_logp(pre, eos) + beta * len(pre)
+
+    beams = {(): (0.0, -math.inf)}  # prefix -> (ln P(ends in blank), ln P(ends in a label))
+    for row in lp:
+        nxt = {}
+        for pre, (pb, pnb) in beams.items():
+            tot = np.logaddexp(pb, pnb)
+            e = nxt.get(pre, (-math.inf, -math.inf))
+            nxt[pre] = (np.logaddexp(e[0], tot + row[0]),
+                        np.logaddexp(e[1], pnb + row[pre[-1]]) if pre else e[1])
+            for c in range(1, lp.shape[1]):
+                new = pre + (c,)
+                e = nxt.get(new, (-math.inf, -math.inf))
+                nxt[new] = (e[0], np.logaddexp(e[1], (pb if pre and pre[-1] == c else tot) + row[c]))
+        beams = dict(sorted(nxt.items(), key=lambda kv: score(*kv), reverse=True)[:beam])
+    return max(beams, key=lambda pre: score(pre, beams[pre], eos=True))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_narrow_beam_with_lm_equals_a_plain_prefix_beam_search(seed):
+    """Narrow beams, where the search skips the extensions that cannot enter the beam, find what
+    a plain prefix beam search of the same width finds."""
+    alphabet = Alphabet(["a", "b", "c"])
+    lm = CharNgramLM.train(["abc", "aab", "cab", "abca", "bc", "ccab"], order=3)
+    scorer = LMScorer(lm, alphabet)
+    rng = np.random.default_rng(200 + seed)
+    lp = log_softmax(rng.normal(size=(12, 4)) * 2.0)
+    for beam in (2, 3, 5):
+        got = beam_search(lp, beam=beam, lm=scorer, alpha=0.7, beta=0.4, **{**EXACT, "top_k": 3})[0]
+        assert tuple(got.labels) == reference_beam(lp, beam, scorer, 0.7, 0.4), beam
+
+
 def test_beam_one_equals_greedy_on_peaked_outputs():
     rng = np.random.default_rng(7)
     for _ in range(20):

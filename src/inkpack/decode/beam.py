@@ -5,7 +5,9 @@ Hypotheses are ranked by ``ln P_ctc(prefix) + alpha * ln P_lm(prefix) + beta * l
 word's lexicon check are added. Speed comes from three standard prunings, all switchable off
 (``None``) for exact search: per frame only characters with ``ln p > cutoff_logp`` (at most
 ``top_k``) are tried; frames whose blank probability exceeds ``blank_skip`` only extend every
-beam with the blank; hypotheses below ``best + beam_prune_logp`` are dropped. Prefixes live in a
+beam with the blank; hypotheses below ``best + beam_prune_logp`` are dropped. Exact, not a
+pruning: within a frame the beams' own continuations are scored first, and an extension scoring
+below the beam-th best of them (scores only grow within a frame) is never built. Prefixes live in a
 tree of int nodes, so a prefix's LM/lexicon state is computed once, when it is first created.
 """
 
@@ -133,49 +135,57 @@ def beam_search(log_probs: np.ndarray, beam: int = 16, lm: LMScorer | None = Non
             beams = {n: [_lae(pb, pnb) + b0, NEG] for n, (pb, pnb) in beams.items()}
             continue
         cs = cand[t]
+        # every beam's own continuation first (blank, or its last label repeated) ...
         nxt: dict[int, list[float]] = {}
-        pend: dict[int, tuple] = {}  # new prefixes, keyed -(parent * K + label) - 1
         for n, (pb, pnb) in beams.items():
-            tot = _lae(pb, pnb)
             ln = last[n]
-            e = nxt.get(n)
-            s_pb, s_pnb = tot + b0, (pnb + lp[ln] if ln else NEG)
-            if e is None:
-                nxt[n] = [s_pb, s_pnb]
-            else:
-                e[0] = _lae(e[0], s_pb)
-                e[1] = _lae(e[1], s_pnb)
-            if not cs:
-                continue
-            base, ex_n = n * n_k, extra[n] + beta
-            lm_row = lm.lookup(lm_state(n))[0] if use_lm else None
-            for c in cs:
-                p = (pb if c == ln else tot) + lp[c]
-                if p == NEG:
-                    continue
-                ch = edges.get(base + c)
-                if ch is None:
-                    ex, lp_c, lx, oov = ex_n, 0.0, ROOT, False
-                    if use_lm:
-                        lp_c = lm_row[c]
-                        ex += alpha * lp_c
-                    if lexicon is not None:
-                        lx, oov = lexicon.advance(lexst[n], c)
-                        if oov:
-                            ex += oov_penalty
-                    if ex == NEG:
+            nxt[n] = [_lae(pb, pnb) + b0, (pnb + lp[ln] if ln else NEG)]
+        if not cs:
+            scored = [(_lae(v[0], v[1]) + extra[n], n) for n, v in nxt.items()]
+        else:
+            # ... whose scores bound what can still enter: scores only grow within a frame, so
+            # an extension below the beam-th best of these, or below the best + beam_prune_logp,
+            # is never kept and is not built (the result is the same as without this bound)
+            floor = NEG
+            if len(nxt) >= beam or beam_prune_logp is not None:
+                stay = sorted((_lae(v[0], v[1]) + extra[n] for n, v in nxt.items()), reverse=True)
+                if len(stay) >= beam:
+                    floor = stay[beam - 1]
+                if beam_prune_logp is not None:
+                    floor = max(floor, stay[0] + beam_prune_logp)
+            pend: dict[int, tuple] = {}  # new prefixes, keyed -(parent * K + label) - 1
+            for n, (pb, pnb) in beams.items():
+                tot = _lae(pb, pnb)
+                ln = last[n]
+                base, ex_n = n * n_k, extra[n] + beta
+                lm_row = lm.lookup(lm_state(n))[0] if use_lm else None
+                for c in cs:
+                    p = (pb if c == ln else tot) + lp[c]
+                    if p == NEG:
                         continue
-                    ch = -(base + c) - 1
-                    pend[ch] = (ex, n, c, lp_c, lx, oov)
-                    nxt[ch] = [NEG, p]
-                    continue
-                e = nxt.get(ch)
-                if e is None:
-                    nxt[ch] = [NEG, p]
-                else:
-                    e[1] = _lae(e[1], p)
-        scored = [(_lae(v[0], v[1]) + (extra[n] if n >= 0 else pend[n][0]), n)
-                  for n, v in nxt.items()]
+                    ch = edges.get(base + c)
+                    if ch is None:
+                        ex, lp_c, lx, oov = ex_n, 0.0, ROOT, False
+                        if use_lm:
+                            lp_c = lm_row[c]
+                            ex += alpha * lp_c
+                        if lexicon is not None:
+                            lx, oov = lexicon.advance(lexst[n], c)
+                            if oov:
+                                ex += oov_penalty
+                        if ex == NEG or p + ex < floor:
+                            continue
+                        ch = -(base + c) - 1
+                        pend[ch] = (ex, n, c, lp_c, lx, oov)
+                        nxt[ch] = [NEG, p]
+                        continue
+                    e = nxt.get(ch)
+                    if e is not None:
+                        e[1] = _lae(e[1], p)
+                    elif p + extra[ch] >= floor:
+                        nxt[ch] = [NEG, p]
+            scored = [(_lae(v[0], v[1]) + (extra[n] if n >= 0 else pend[n][0]), n)
+                      for n, v in nxt.items()]
         if len(scored) > beam:
             scored = heapq.nlargest(beam, scored)
         if beam_prune_logp is not None:
