@@ -229,3 +229,17 @@ def test_read_texts_takes_iamondb_npz_transcriptions(tmp_path):
     inks = [Ink.from_xy(strokes, label=t, id=f"a01-000u-0{i}") for i, t in enumerate(["to be", "cafe\u0301"])]
     write_iamondb_npz(tmp_path / "lines.npz", inks)
     assert read_texts(str(tmp_path / "lines.npz")) == ["to be", "caf\u00e9"]
+
+
+def test_a_file_read_twice_is_parsed_once_until_it_changes(tmp_path):
+    import os
+
+    path = tmp_path / "m.arpa"
+    CharNgramLM.train(["abc", "abd"], order=2).save(path)
+    first = CharNgramLM.load(path)
+    assert CharNgramLM.load(path) is first  # unchanged: the same model
+    CharNgramLM.train(["xyz", "xy"], order=2).save(path)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later modification time
+    second = CharNgramLM.load(path)
+    assert second is not first and "x" in second.index and "x" not in first.index
