@@ -201,7 +201,10 @@ def _history(out: Path) -> list[dict]:
 
 def _ckpt_step(out: Path) -> int:
     p = out / "last.pt"
-    return int(torch.load(p, map_location="cpu", weights_only=False)["global_step"]) if p.exists() else 0
+    from inkpack.train.checkpoint import load_checkpoint  # weights only, allow-listed
+
+    ckpt = load_checkpoint(p) if p.exists() else None
+    return int(ckpt["global_step"]) if ckpt else 0
 
 
 # --convergence runs: name -> extra `inkpack train` options (after DDP, each for DDP's step count)
@@ -216,6 +219,11 @@ SYNC_RUNS = {
     # and a block learning rate above 1: each block's averaged update scaled by 1.5, no momentum memory
     "bmuf_tau8_eta0_warm_zeta15": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0", "--block-lr",
                                    "1.5", "--block-warmup", "345"],
+    # not run yet: half the block (4x fewer synchronizations than DDP instead of 8x), and the local
+    # rate x sqrt(2) (each worker's AdamW steps see the gradient noise of half the global batch)
+    "bmuf_tau4_eta0_warm": ["--sync", "bmuf", "--block-steps", "4", "--block-momentum", "0", "--block-warmup", "345"],
+    "bmuf_tau8_eta0_warm_lr14": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0", "--block-warmup",
+                                 "345", "--lr", "0.0014"],
 }
 
 
