@@ -3,29 +3,19 @@
 import pytest
 import torch
 
-from conftest import make_tsv
+from dataclasses import replace
+
 from ink_helpers import hanzi  # noqa: F401  (a fixture)
 from inkpack.errors import ConfigError
 from inkpack.train.ema import Precision, resolve_precision
 from inkpack.train.loop import TrainConfig, Trainer
-
-WORDS = ["the cat", "a dog", "hello", "ink pack", "dear sir", "to be", "kew", "tea"]
+from test_ema import _cfg as _ema_cfg
+from test_ema import _run
 
 
 def _cfg(root, out, max_steps, precision):
-    tsv = make_tsv(root, WORDS)
-    return TrainConfig(
-        train=str(tsv), val=str(tsv), out=str(out), height=32, batch_size=3, epochs=3,
-        max_steps=max_steps, progress=False, options={"feat_dim": 32, "lstm_hidden": 16},
-        ckpt_every=1000, device="cpu", precision=precision, seed=7,
-    )
-
-
-def _run(cfg):
-    tr = Trainer(cfg)
-    tr.setup()
-    tr.fit()
-    return tr
+    """The EMA tests' tiny run, without the average, in ``precision``."""
+    return replace(_ema_cfg(root, out, max_steps, ema=0.0), precision=precision, seed=7)
 
 
 def test_modes_on_the_cpu():

@@ -86,7 +86,7 @@ class TrainConfig:
                                         "XML, its parent, the OCR-D workspace root)", flag="--images", metavar="DIR")
     progress: bool = True
     device: str = flag("auto", "auto | cpu | cuda[:N]; auto = CUDA when available", type="device")
-    precision: str = flag("auto", "arithmetic of the training step: fp32, bf16 (bfloat16 autocast; about 1.7x "
+    precision: str = flag("auto", "arithmetic of the training step: fp32, bf16 (bfloat16 autocast; 1.3-1.6x "
                                   "faster on a CPU with AVX512-BF16/AMX), fp16 (CUDA); auto = fp16 on CUDA, "
                                   "fp32 on the CPU", choices=PRECISIONS)
     # exponential moving average of the weights (0 = off; e.g. 0.999): validated, saved and

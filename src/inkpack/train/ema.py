@@ -6,8 +6,8 @@
   averaged weights; the checkpoint stores both, so resume stays exact.
 * :class:`Precision`: the arithmetic of the training step (``precision`` in a config): ``fp32``;
   ``fp16`` (CUDA: float16 autocast + gradient scaling); ``bf16`` (bfloat16 autocast, no scaling:
-  bfloat16 has float32's range), on a CPU with native bfloat16 (AVX512-BF16 or AMX) about 1.7x
-  faster per step for the CNN-BLSTMs here (``benchmarks/train_speed.py``); ``auto`` = fp16 on
+  bfloat16 has float32's range), on a CPU with native bfloat16 (AVX512-BF16 or AMX) 1.3-1.6x the
+  lines per second for the CNN-BLSTMs here (``benchmarks/train_precision.py``); ``auto`` = fp16 on
   CUDA, fp32 on the CPU. Weights, optimizer state, the CTC loss and validation stay float32;
   the same step code runs everywhere.
 """
@@ -46,9 +46,6 @@ class WeightEMA:
 
     def load_state_dict(self, state: dict) -> None:
         self.avg.load_state_dict(state)
-
-
-
 
 
 def cpu_has_bf16() -> bool:

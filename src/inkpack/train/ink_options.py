@@ -8,12 +8,12 @@ from inkpack.models import REGISTRY
 
 def check_combinations(cfg) -> None:
     """One ``ConfigError`` for options that do not go together."""
-    from inkpack.train.ink_data import EXTRA_VALS, is_pot
-    from inkpack.train.config import PRECISIONS
+    import torch
 
-    if cfg.precision not in PRECISIONS or cfg.precision == "fp16":
-        raise ConfigError(f"precision: must be auto, fp32 or bf16 (ink training runs on the CPU), "
-                          f"not {cfg.precision!r}")
+    from inkpack.train.ema import resolve_precision
+    from inkpack.train.ink_data import EXTRA_VALS, is_pot
+
+    resolve_precision(cfg.precision, torch.device("cpu"), warn=False)  # ink training runs on the CPU
     if cfg.init_resize not in ("union", "new", "fail"):
         raise ConfigError(f"init_resize: must be union, new or fail, not {cfg.init_resize!r}")
     if cfg.init_layers is not None and not cfg.init_from:
