@@ -6,7 +6,8 @@ Usage: ``benchmarks/bmuf.py [--quick] [--json OUT] [--convergence MINUTES [--run
     (``models/hooker-darknet``: its parameter count) over the Hooker train set's steps per
     epoch (width-bucketed global batches of 16, as ``configs/hooker-darknet.yaml`` trains):
     DDP all-reduces every gradient every step; BMUF all-reduces parameters + float buffers
-    + a stop flag once per block of τ = 4, 8, 16 steps (blocks run across epochs).
+    + a stop flag once per block of τ = 4, 8, 16 steps (blocks run across epochs); with
+    ``--block-moments`` (τ = 8 row) also AdamW's two moment buffers per parameter.
 (c) MEASURED then SIMULATED: gloo all-reduce times of 2 processes on this machine (loopback,
     buffers 1 KB … 64 MB) fitted by least squares to the ring model of 2 workers,
     ``T = 2(N−1)·α + 2(N−1)/N · bytes / B`` (N = 2: ``2α + bytes/B``); and the MEASURED
@@ -90,6 +91,10 @@ def sync_table(sizes: dict, steps: int) -> list[dict]:
         n = steps / tau  # blocks run across epoch ends: the average per epoch
         rows.append({"sync": f"bmuf tau={tau}", "syncs_per_epoch": n, "bytes_per_sync": payload,
                      "bytes_per_epoch": n * payload})
+    # --block-moments: AdamW's two moment buffers per parameter travel with the model
+    payload_m = payload + 2 * sizes["parameters"] * BYTES_F32
+    rows.append({"sync": "bmuf tau=8 + moments", "syncs_per_epoch": steps / 8, "bytes_per_sync": payload_m,
+                 "bytes_per_epoch": steps / 8 * payload_m})
     return rows
 
 
@@ -224,6 +229,9 @@ SYNC_RUNS = {
     "bmuf_tau4_eta0_warm": ["--sync", "bmuf", "--block-steps", "4", "--block-momentum", "0", "--block-warmup", "345"],
     "bmuf_tau8_eta0_warm_lr14": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0", "--block-warmup",
                                  "345", "--lr", "0.0014"],
+    # the workers' AdamW moments averaged at each synchronization too (3x the bytes of a sync)
+    "bmuf_tau8_eta0_warm_moments": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0",
+                                    "--block-warmup", "345", "--block-moments"],
 }
 
 

@@ -64,9 +64,10 @@ def test_two_process_bmuf_resumes_exactly_inside_a_block(tmp_path: Path) -> None
         {k: v for k, v in h.items() if k not in timing} for h in want["history"]]
 
 
-def _model_averaging_reference(tsv: Path, tmp: Path, steps: int) -> dict[str, torch.Tensor]:
+def _model_averaging_reference(tsv: Path, tmp: Path, steps: int, moments: bool = False) -> dict[str, torch.Tensor]:
     """Two workers simulated in this process: each takes its AdamW step on its share of the
-    global batch (the 2-process split), then both take the mean of the two models."""
+    global batch (the 2-process split), then both take the mean of the two models (and, with
+    ``moments``, of their AdamW ``exp_avg`` and ``exp_avg_sq``)."""
     from test_ddp_train import OPTIONS as OPTS
 
     from inkpack.train.loop import TrainConfig, Trainer
@@ -93,21 +94,33 @@ def _model_averaging_reference(tsv: Path, tmp: Path, steps: int) -> dict[str, to
                     mean = (pa + pb) / 2
                     pa.copy_(mean)
                     pb.copy_(mean)
+                    if moments:
+                        sa, sb = workers[0][0].opt.state[pa], workers[1][0].opt.state[pb]
+                        for key in ("exp_avg", "exp_avg_sq"):
+                            m = (sa[key] + sb[key]) / 2
+                            sa[key].copy_(m)
+                            sb[key].copy_(m)
             done += 1
             if done == steps:
                 return workers[0][0].model.state_dict()
     raise AssertionError("not enough steps")
 
 
-def test_two_process_bmuf_tau1_eta0_is_synchronous_model_averaging(tmp_path: Path) -> None:
+def _averaging_run(tmp_path: Path, *extra: str) -> tuple[Path, dict]:
+    """3 steps of 2-process BMUF with τ = 1, η = 0 on tiny data: (the data, its checkpoint)."""
     tsv = make_tsv(tmp_path / "data", TEXTS)
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({"options": OPTIONS}))
     out = tmp_path / "avg"
     _launch(["-m", "inkpack", "train", str(tsv), "--config", str(cfg), *COMMON, "--out", str(out),
-             "--max-steps", "3", "--nproc", "2", "--sync", "bmuf", "--block-steps", "1", "--block-momentum", "0"],
-            tmp_path)
-    got = _ckpt(out)["model"]
+             "--max-steps", "3", "--nproc", "2", "--sync", "bmuf", "--block-steps", "1", "--block-momentum", "0",
+             *extra], tmp_path)
+    return tsv, _ckpt(out)
+
+
+def test_two_process_bmuf_tau1_eta0_is_synchronous_model_averaging(tmp_path: Path) -> None:
+    tsv, ckpt = _averaging_run(tmp_path)
+    got = ckpt["model"]
     want = _model_averaging_reference(tsv, tmp_path, 3)
     diff = max(float((got[k] - want[k]).abs().max()) for k in want)
     assert diff < 1e-5
@@ -116,3 +129,20 @@ def test_two_process_bmuf_tau1_eta0_is_synchronous_model_averaging(tmp_path: Pat
 
     ddp = _reference(tsv, tmp_path / "ddp", 3)
     assert max(float((got[k] - ddp[k]).abs().max()) for k in ddp) > 1e-4
+
+
+def test_two_process_bmuf_block_moments_also_averages_the_adamw_moments(tmp_path: Path) -> None:
+    tsv, ckpt = _averaging_run(tmp_path, "--block-moments")
+    got = ckpt["model"]
+    want = _model_averaging_reference(tsv, tmp_path / "m", 3, moments=True)
+    assert max(float((got[k] - want[k]).abs().max()) for k in want) < 1e-5
+    # both workers hold the same moments after the last synchronization
+    a, b = (r["optimizer"]["state"] for r in ckpt["bmuf"]["ranks"])
+    assert all(torch.equal(a[i][k], b[i][k]) for i in a for k in ("exp_avg", "exp_avg_sq"))
+    # ... and the run differs from averaging the models alone: the check can fail
+    plain = _model_averaging_reference(tsv, tmp_path / "p", 3)
+    assert max(float((got[k] - plain[k]).abs().max()) for k in plain) > 1e-5
+    # each synchronization carries the parameters twice more (two moment buffers each)
+    n = ckpt["bmuf"]["global"].numel()
+    payload = (n + ckpt["bmuf"]["global_buffers"].numel() + 2 * n + 1) * BYTES_F32
+    assert ckpt["history"][-1]["sync_bytes"] % payload == 0 and ckpt["history"][-1]["sync_bytes"] > 0

@@ -109,6 +109,9 @@ class TrainConfig:
     block_warmup: int = flag(0, "bmuf: synchronous steps first (model averaging every step, no block momentum), "
                                 "then the blocks start (post-local SGD; default: 0)", type="nonneg_int",
                              metavar="STEPS")
+    # also average the workers' optimizer moments (AdamW's exp_avg, exp_avg_sq) at each sync
+    block_moments: bool = flag(False, "bmuf: also average the workers' optimizer moment buffers at each "
+                                      "synchronization (3x the bytes per synchronization)")
 
     @classmethod
     def from_yaml(cls, path: str, **overrides) -> "TrainConfig":
