@@ -59,6 +59,10 @@ VARIANTS = {
     # the same with bfloat16 autocast (precision: bf16; ~1.5-1.7x the steps per minute here)
     "bs8-shortcut0.5-bf16": {"batch_size": 8, "precision": "bf16", "options": {"ctc_shortcut": 0.5}},
     "h64-3x256-d0.5": {"height": 64, "options": {"lstm_hidden": 256, "lstm_layers": 3, "dropout": 0.5}},
+    # one factor each from bs8-shortcut0.5-bf16: input height 64, HTR-Flor's gated convolutions
+    "bs8-shortcut0.5-bf16-h64": {"batch_size": 8, "precision": "bf16", "height": 64, "options": {"ctc_shortcut": 0.5}},
+    "bs8-shortcut0.5-bf16-gated": {"batch_size": 8, "precision": "bf16", "arch": "gated-dblstm",
+                                   "options": {"ctc_shortcut": 0.5}},
 }
 
 
