@@ -1,9 +1,9 @@
 """Training arithmetic (``precision``): bfloat16 autocast on the CPU, exact resume, clear errors."""
 
+from dataclasses import replace
+
 import pytest
 import torch
-
-from dataclasses import replace
 
 from ink_helpers import hanzi  # noqa: F401  (a fixture)
 from inkpack.errors import ConfigError

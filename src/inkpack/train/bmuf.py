@@ -159,12 +159,6 @@ class BMUF:
                     and st[k].is_floating_point()]
         return out
 
-    @property
-    def payload_bytes(self) -> int:
-        """Bytes of the flattened buffer all-reduced at each synchronization."""
-        moments = sum(t.numel() for t in self._moment_tensors())
-        return (self.glob.numel() + self.glob_buffers.numel() + moments + 1) * BYTES_F32
-
     # ------------------------------------------------------------ block update
     def after_step(self, stop: bool) -> bool:
         """Count a local step; at the end of a block synchronize. Returns the agreed stop
@@ -199,9 +193,10 @@ class BMUF:
         self._set_local(torch.cat([self.start, bufs]))
         self.step_in_block = 0
         self._eval = None
+        sent = buf.numel() * BYTES_F32 if self.env.distributed else 0  # the all-reduced buffer
         for c in (self.epoch, self.total):
             c.syncs += 1
-            c.bytes += self.payload_bytes if self.env.distributed else 0
+            c.bytes += sent
         return stop_any
 
     # ------------------------------------------------------------ global model
