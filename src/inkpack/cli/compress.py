@@ -90,6 +90,14 @@ def add_parsers(sub) -> None:
     O.batch_size(p, 16, None, int)
     p.add_argument("--limit", type=int, help="use only the first N training lines")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--converge", metavar="EVERY:PATIENCE[:MAX]",
+                   help="retrain every stage to convergence instead of --steps: score every EVERY steps, halve the "
+                   "rate after 2 scores without gain, end the stage after PATIENCE (or MAX steps); --steps still sets "
+                   "adaptive drop-weight's rise (2/3 of it). Resumable: run the same command again")
+    p.add_argument("--val", help="--converge: data each stage is scored on (TSV for image models; character "
+                   "models default to a synthetic stream that neither training nor the validation set uses)")
+    p.add_argument("--val-limit", type=int, help="--converge: score on the first N lines / samples")
+    p.add_argument("--work", help="--converge: folder of the stage checkpoints (default OUT.stages)")
     O.threads(p, 0, None, int)
     p.set_defaults(fn=cmd_compress)
     r = sub.add_parser("report", help=REPORT_HELP)

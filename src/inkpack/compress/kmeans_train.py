@@ -80,6 +80,18 @@ class LatentSharing:
         self.updates += 1
         self.quantize(recluster=self.updates % self.every == 0)
 
+    def state_dict(self) -> dict:
+        """What a resumed stage needs besides the latent weights (which its optimizer trains):
+        the centroids and the update count that times the re-clustering."""
+        return {"updates": self.updates, "centroids": {n: c.clone() for n, c in self.centroids.items()}}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        for name in self.centroids:
+            self.centroids[name] = state["centroids"][name].to(self.centroids[name].device)
+        self.quantize()
+
     def finish(self) -> WeightSharing:
         """The equivalent :class:`WeightSharing` (for centroid fine-tuning and the compact file),
         built from the current centroids and assignment: the model keeps exactly the values it

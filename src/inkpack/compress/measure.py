@@ -37,26 +37,7 @@ def example_input(model: nn.Module, cfg: dict, task: Task):
 
 def accuracy(model: nn.Module, cfg: dict, alphabet, task: Task) -> dict:
     """CER/WER over ``task``'s lines (images) or top-1 over its samples (characters)."""
-    import torch
-
-    if task.kind == "image":
-        from inkpack.infer.recognizer import Recognizer
-        from inkpack.metrics import ErrorCounts
-
-        rec = Recognizer(model, cfg, alphabet)  # the one inference layer: what recognize/evaluate run
-        ims = [torch.from_numpy(task.batcher.image(i))[None] for i in range(task.n)]
-        counts = ErrorCounts()
-        for hyp, ref in zip(rec.recognize_prepared(ims), task.lines.texts, strict=True):
-            counts.add(hyp, ref)
-        return {"cer": counts.cer, "wer": counts.wer, "lines": task.n}
-    from inkpack.data.hanzi_synth import collate_chars
-
-    correct = 0
-    with torch.inference_mode():
-        for s in range(0, task.n, 64):
-            feats, lengths, targets = collate_chars([task.ds[i] for i in range(s, min(task.n, s + 64))])
-            correct += int((model(feats, lengths).argmax(-1) == targets).sum())
-    return {"top1": correct / task.n, "samples": task.n}
+    return task.accuracy(model, cfg)
 
 
 _example = example_input  # the private names of before (benchmarks used them); kept for compatibility

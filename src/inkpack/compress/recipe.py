@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inkpack.compress.converge import Convergence, StageRun
 from inkpack.compress.retrain import Task, drop_weights, retrain, share_weights
 from inkpack.errors import InkpackError, InputError
 from inkpack.jsonio import write_json
@@ -24,9 +25,12 @@ if TYPE_CHECKING:  # torch is imported where it runs: `inkpack compress --help` 
     from torch import nn
 
 __all__ = ["OPTION_DEFAULTS", "PRESETS", "RECIPES", "apply_preset", "compress", "model_files", "out_stem", "parse_bits",
-           "parse_recipe", "parse_sparsity", "store_half"]
+           "parse_recipe", "parse_sparsity", "stage_run", "store_half"]
 
 RECIPES = ("distill", "tucker", "svd", "adw", "kmeans", "int8")
+# the synthetic character stream that --converge scores stages on (the fixed validation set is
+# seed VAL_SEED of the same generator; training draws from another stream)
+SELECT_SEED = 20261207
 
 # --recipe NAME: options that reproduce a model end to end (`source`: the model it was made from;
 # `defaults`: options the command line may override, e.g. --steps for a quick run)
@@ -143,6 +147,30 @@ def read_table(path: str) -> dict:
     return doc
 
 
+def stage_run(args: argparse.Namespace, cfg: dict, alphabet, recipe: list[str], steps: int,
+              log: Callable[[str], None]) -> StageRun | None:
+    """``--converge EVERY:PATIENCE[:MAX]``: every retraining stage to convergence, scored on
+    ``--val`` (lines) or on a synthetic character stream that neither training nor the fixed
+    validation set uses; stage checkpoints in ``--work`` (default OUT.stages/), resumed by the
+    same command."""
+    text = getattr(args, "converge", None)
+    if not text:
+        return None
+    conv = Convergence.parse(text)
+    if "distill" in recipe:
+        raise InkpackError("--converge: distill runs its own steps; use --steps/--finetune-steps")
+    if not steps:
+        raise InkpackError("--converge: give --steps N too (retraining on; adaptive drop-weight's sparsity rises over 2N/3)")
+    kind = cfg.get("input_kind", "image")
+    val = getattr(args, "val", None)
+    if kind == "image" and not val:
+        raise InkpackError("--converge: give --val VAL.tsv, the lines each stage's early stopping is scored on")
+    task = Task(cfg, alphabet, val or args.data, limit=getattr(args, "val_limit", None), split="val",
+                val_seed=None if kind == "image" else SELECT_SEED)
+    work = Path(getattr(args, "work", None) or str(out_stem(args.out)) + ".stages")
+    return StageRun(conv, lambda m: task.score(m, cfg), work, log)
+
+
 def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
     """Apply the recipe to MODEL and write OUT (.json + weights); returns (fp32 model, record)."""
     from inkpack.compress import layout, lowrank, tucker
@@ -161,6 +189,7 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         raise InkpackError(f"{args.model}: already compressed; start from an uncompressed model")
     steps = int(args.steps or 0)
     task = None
+    run = stage_run(args, cfg, alphabet, recipe, steps, log)
 
     def get_task() -> Task:  # loaded only when a recipe retrains
         nonlocal task
@@ -224,11 +253,11 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         notes += [f"svd {c.name}: {c.detail}" for c in ch]
     if ("tucker" in recipe or "svd" in recipe) and steps:  # the seed retrains after every step
         log(f"fine-tune after decomposition: {steps} steps")
-        retrain(model, get_task(), steps, lr=args.lr, log=log)
+        retrain(model, get_task(), steps, lr=args.lr, log=log, run=run, stage="svd" if "svd" in recipe else "tucker")
     if "adw" in recipe:
         targets = parse_sparsity(args.sparsity)
         log(f"adaptive drop-weight to {args.sparsity}")
-        pruner = drop_weights(model, targets, get_task() if steps else None, steps, lr=args.lr, log=log)
+        pruner = drop_weights(model, targets, get_task() if steps else None, steps, lr=args.lr, log=log, run=run)
         sp = pruner.sparsity()
         notes.append(f"adw sparsity {sp['total']:.3f}" + ("" if isinstance(targets, float) else f" of {len(sp) - 1} matrices"))
         comp_extra["sparsity"] = {"targets": targets, "measured": round(sp["total"], 4)}
@@ -243,12 +272,17 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         bits = parse_bits(args.bits)
         lr = args.kmeans_lr or (None if args.kmeans_train == "latent" else args.lr / 3)
         k_steps = steps if args.kmeans_steps is None else int(args.kmeans_steps)
-        ws = share_weights(model, bits, args.kmeans_train, get_task() if k_steps else None, k_steps, lr=lr, log=log)
+        ws = share_weights(model, bits, args.kmeans_train, get_task() if k_steps else None, k_steps, lr=lr, log=log,
+                           run=run)
         ws.apply()
         out.parent.mkdir(parents=True, exist_ok=True)
         sizes = ws.save(out.with_suffix(".npz"), raw_half=args.half_raw)
         comp.update(weights="shared-npz", bits=bits, kmeans_train=args.kmeans_train if k_steps else None,
                     npz_ratio=sizes["ratio"])
+    if run is not None:
+        comp_extra["converged"] = {stage: {k: r[k] for k in ("best", "steps", "stopped")} for stage, r in run.results.items()}
+        notes += [f"{stage} retrained to convergence: {r['steps']} steps, selection score {r['best']:.4f} ({r['stopped']})"
+                  for stage, r in run.results.items()]
     comp.update(structure=layout.structure(model), params=count_params(model),
                 nonzero_params=count_params(model, nonzero=True), notes=notes, **comp_extra)
     cfg = {k: v for k, v in cfg.items() if k != "metrics"}

@@ -115,9 +115,10 @@ def _unsafe_globals(path: Path) -> list[str]:
     return sorted(set(names) - allowed)
 
 
-def load_checkpoint(path: str | Path) -> dict | None:
+def load_checkpoint(path: str | Path, required: tuple[str, ...] = REQUIRED) -> dict | None:
     """The checkpoint at ``path``, None if there is none; ``ModelFileError`` (one line) if it is
-    corrupt, truncated, not an inkpack checkpoint, or would need code to run to be loaded."""
+    corrupt, truncated, not an inkpack checkpoint (one of the ``required`` keys missing: a
+    trainer's by default), or would need code to run to be loaded."""
     path = Path(path)
     if not path.exists():
         return None
@@ -145,7 +146,7 @@ def load_checkpoint(path: str | Path) -> dict | None:
                              f"{_first_line(e)}); {_fresh(path)}") from None
     if not isinstance(ckpt, dict):
         raise ModelFileError(f"{path}: not an inkpack checkpoint (a {type(ckpt).__name__}); {_fresh(path)}")
-    missing = [k for k in REQUIRED if k not in ckpt]
+    missing = [k for k in required if k not in ckpt]
     if missing:
         raise ModelFileError(f"{path}: not an inkpack checkpoint (missing {', '.join(missing)}); {_fresh(path)}")
     return ckpt
