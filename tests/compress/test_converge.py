@@ -1,6 +1,7 @@
 """Compression stages retrained to convergence (issue 22, item 4): early stopping on a score, the
 best weights kept, the rate decayed on plateaus, and checkpoints that resume a killed stage exactly."""
 
+import copy
 import json
 
 import pytest
@@ -218,3 +219,51 @@ def test_compress_converge_needs_its_settings(base, tmp_path, tiny_tsv):
         compress(parse(*common, "--val", str(tiny_tsv), "--converge", "2:1"), log=lambda m: None)
     with pytest.raises(InkpackError, match="EVERY:PATIENCE"):
         compress(parse(*common, "--steps", "2", "--val", str(tiny_tsv), "--converge", "two"), log=lambda m: None)
+
+
+def _distill_pair(narrow: bool):
+    from inkpack.compress.distill import DistillStage, distill, distill_narrow_lstm, init_student
+    from inkpack.models.cnn_dblstm import CNNDBLSTM
+
+    from test_distill import OPTS, S_CFG, T_CFG, batch
+
+    torch.manual_seed(0)
+    teacher = CNNDBLSTM(7, T_CFG, **OPTS).eval()
+    s_opts = dict(OPTS, lstm_hidden=3) if narrow else OPTS
+    student = CNNDBLSTM(7, T_CFG if narrow else S_CFG, **s_opts).eval()
+    bs = [batch(1), batch(2)]
+    plain, staged = copy.deepcopy(student), copy.deepcopy(student)
+    torch.manual_seed(5)  # the narrow adapter's initialisation
+    if narrow:
+        distill_narrow_lstm(teacher, plain, lambda i: bs[i % 2], steps=4, lr=3e-3)
+    else:
+        distill(teacher, plain, lambda i: bs[i % 2], "cnn-mah", steps=4, lr=3e-3)
+        init_student(staged, teacher)
+    torch.manual_seed(5)
+    stage = DistillStage(teacher, staged, lambda i: bs[i % 2], "lstm-l2-narrow" if narrow else "cnn-mah")
+    out = retrain_until(staged, stage, lambda m: 0.0, Convergence(every=4, patience=1, max_steps=4), lr=3e-3,
+                        params=stage.params)
+    stage.finish(staged)
+    return plain, staged, out
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+def test_distillation_stage_takes_the_steps_of_the_fixed_budget_distillation(narrow):
+    plain, staged, out = _distill_pair(narrow)
+    assert out["steps"] == 4
+    for (k, a), b in zip(plain.state_dict().items(), staged.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), k
+    assert all(p.requires_grad for p in staged.parameters())
+
+
+def test_compress_distill_converges(base, tmp_path, tiny_tsv):
+    out = tmp_path / "dc"
+    argv = ("compress", str(base), "--recipe", "distill", "--out", str(out), "--data", str(tiny_tsv), "--val",
+            str(tiny_tsv), "--steps", "2", "--converge", "2:1:4", "--batch-size", "4", "--criterion", "cnn-l2",
+            "--student-width", "0.5")
+    student, comp = compress(parse(*argv), log=lambda m: None)
+    assert set(comp["converged"]) == {"distill", "finetune"}
+    loaded, cfg, _ = load_model(str(out))
+    assert cfg["options"]["width"] == 0.5
+    for a, b in zip(loaded.state_dict().values(), student.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -37,7 +37,9 @@ KEYS = ("stage", "step", "lr", "best", "bad", "done", "history", "trained", "buf
 
 
 class Batches(Protocol):
-    """A model kind's batches and loss (``inkpack.compress.retrain.Task``)."""
+    """A model kind's batches and loss (``inkpack.compress.retrain.Task``, or a distillation
+    stage of ``inkpack.compress.distill``, which also has ``prepare(model)``: the train/eval modes
+    of its modules during steps; without it, train mode with BatchNorm statistics kept)."""
 
     def batch(self, step: int): ...
 
@@ -144,11 +146,12 @@ def retrain_until(model: nn.Module, task: Batches, score: Callable[[nn.Module], 
                          "hooks": hook_state, "rng": rng_state(), "best_trained": b[0], "best_buffers": b[1], "best_hooks": b[2]},
                         checkpoint)
 
+    prepare = getattr(task, "prepare", None) or train_keep_norm  # default: BatchNorm statistics stay as trained
     t0 = time.perf_counter()
     while not st["done"]:
         for group in opt.param_groups:
             group["lr"] = st["lr"]
-        train_keep_norm(model)  # a trained model's BatchNorm statistics stay as trained
+        prepare(model)
         losses = []
         for _ in range(min(conv.every, conv.max_steps - st["step"])):
             loss = task.loss(model, task.batch(st["step"] + offset))
@@ -194,6 +197,7 @@ class StageRun:
     folder: Path | None = None
     log: Callable[[str], None] | None = None
     results: dict = field(default_factory=dict)
+    selection: object = None  # what ``score`` reads (a Task), for a caller that re-binds the score
 
     def __call__(self, stage: str, model: nn.Module, task: Batches, **kw) -> dict:
         ck = Path(self.folder) / f"{stage}.pt" if self.folder is not None else None

@@ -40,6 +40,7 @@ from inkpack.train.ctc import ctc_loss, run_model
 
 __all__ = [
     "CRITERIA",
+    "DistillStage",
     "distill",
     "distill_loss",
     "distill_narrow_lstm",
@@ -129,6 +130,53 @@ def _cycle(batches: Iterable[Batch] | Callable[[int], Batch]) -> Iterator[Batch]
     return itertools.cycle(batches)
 
 
+class DistillStage:
+    """Distillation as a retraining task for :func:`inkpack.compress.converge.retrain_until`
+    (``--converge``): batches, the criterion's loss against the teacher and the modules' modes.
+    ``criterion="lstm-l2-narrow"`` is :func:`distill_narrow_lstm`'s (its adapter's parameters
+    in ``params``, the IP layer composed by ``finish``); the others are :func:`distill`'s (call
+    :func:`init_student` first; ``params`` is the CNN and projection, the head fixed)."""
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, batches: Callable[[int], Batch], criterion: str,
+                 temperature: float = 1.0) -> None:
+        self.teacher, self.batches, self.criterion, self.temperature = teacher.eval(), batches, criterion, temperature
+        self.narrow = criterion == "lstm-l2-narrow"
+        if self.narrow:
+            self.adapter = _narrow_setup(teacher, student)
+            self.params = list(student.lstm.parameters()) + list(self.adapter.parameters())
+        else:
+            if criterion not in CRITERIA:
+                raise InkpackError(f"distill: unknown criterion {criterion!r} (one of {', '.join(CRITERIA)})")
+            self.params = freeze_head(student, True)
+        self.w_ih = teacher_w_ih(teacher) if criterion == "cnn-mah" else None
+        self.upto = "lstm" if self.narrow else _NEEDS[criterion]
+
+    def batch(self, step: int) -> Batch:
+        return self.batches(step)
+
+    def prepare(self, student: nn.Module) -> None:
+        student.train()
+        for name in ("cnn",) if self.narrow else (*_HEAD, "dropout"):
+            getattr(student, name).eval()
+
+    def loss(self, student: nn.Module, batch: Batch) -> Tensor:
+        with torch.no_grad():
+            t_out = outputs(self.teacher, batch.images, batch.widths, self.upto)
+        s_out = outputs(student, batch.images, batch.widths, self.upto)
+        lengths = torch.minimum(t_out["lengths"], s_out["lengths"])
+        if self.narrow:
+            return distill_loss("lstm-l2", t_out, {"lstm": self.adapter(s_out["lstm"])}, lengths)
+        return distill_loss(self.criterion, t_out, s_out, lengths, temperature=self.temperature, w_ih=self.w_ih)
+
+    def finish(self, student: nn.Module) -> None:
+        """Every parameter trainable again; a narrow student's IP layer composed with the adapter."""
+        for p in student.parameters():
+            p.requires_grad_(True)
+        if self.narrow:
+            _compose_head(self.teacher, student, self.adapter)
+        student.eval()
+
+
 def distill(teacher: nn.Module, student: nn.Module, batches: Iterable[Batch] | Callable[[int], Batch],
             criterion: str = "cnn-mah", steps: int = 1000, *, lr: float = 1e-3, temperature: float = 1.0,
             copy_head: bool = True, clip: float = 5.0, log_every: int = 0,
@@ -186,6 +234,25 @@ def _progress(history: list, step: int, steps: int, log_every: int, log: Callabl
         log(f"{what} step {step}/{steps} loss {sum(history[-log_every:]) / log_every:.4g}")
 
 
+def _narrow_setup(teacher: nn.Module, student: nn.Module) -> nn.Linear:
+    """The teacher's CNN and projection copied into the student and fixed; the adapter from the
+    student's DBLSTM outputs to the teacher's."""
+    for name in ("cnn", "proj"):
+        try:
+            getattr(student, name).load_state_dict(getattr(teacher, name).state_dict())
+        except (RuntimeError, AttributeError) as e:
+            raise InkpackError(f"distill: student {name} does not match the teacher's ({str(e).splitlines()[0]})") from None
+    for p in itertools.chain(student.cnn.parameters(), student.proj.parameters()):
+        p.requires_grad_(False)
+    return nn.Linear(2 * student.lstm.hidden_size, 2 * teacher.lstm.hidden_size)
+
+
+@torch.no_grad()
+def _compose_head(teacher: nn.Module, student: nn.Module, adapter: nn.Linear) -> None:
+    student.fc.weight.copy_(teacher.fc.weight @ adapter.weight)
+    student.fc.bias.copy_(teacher.fc.weight @ adapter.bias + teacher.fc.bias)
+
+
 def distill_narrow_lstm(teacher: nn.Module, student: nn.Module, batches: Iterable[Batch] | Callable[[int], Batch],
                         steps: int = 1000, *, lr: float = 1e-3, clip: float = 5.0, log_every: int = 0,
                         log: Callable[[str], None] = print) -> dict:
@@ -196,15 +263,7 @@ def distill_narrow_lstm(teacher: nn.Module, student: nn.Module, batches: Iterabl
     a linear adapter learnt with it, since the widths differ. Afterwards the student's IP layer is
     the teacher's composed with the adapter (``W_T A``, ``W_T a + b_T``), so the student starts
     CTC fine-tuning from the teacher's output layer. Returns the loss history."""
-    for name in ("cnn", "proj"):
-        try:
-            getattr(student, name).load_state_dict(getattr(teacher, name).state_dict())
-        except (RuntimeError, AttributeError) as e:
-            raise InkpackError(f"distill: student {name} does not match the teacher's ({str(e).splitlines()[0]})") from None
-    h_t, h_s = 2 * teacher.lstm.hidden_size, 2 * student.lstm.hidden_size
-    adapter = nn.Linear(h_s, h_t)
-    for p in itertools.chain(student.cnn.parameters(), student.proj.parameters()):
-        p.requires_grad_(False)
+    adapter = _narrow_setup(teacher, student)
     params = list(student.lstm.parameters()) + list(adapter.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     teacher.eval()
@@ -225,9 +284,7 @@ def distill_narrow_lstm(teacher: nn.Module, student: nn.Module, batches: Iterabl
         for p in student.parameters():
             p.requires_grad_(True)
         student.eval()
-    with torch.no_grad():
-        student.fc.weight.copy_(teacher.fc.weight @ adapter.weight)
-        student.fc.bias.copy_(teacher.fc.weight @ adapter.bias + teacher.fc.bias)
+    _compose_head(teacher, student, adapter)
     return {"criterion": "lstm-l2", "steps": steps, "losses": history, "seconds": time.perf_counter() - t0}
 
 

@@ -157,8 +157,6 @@ def stage_run(args: argparse.Namespace, cfg: dict, alphabet, recipe: list[str], 
     if not text:
         return None
     conv = Convergence.parse(text)
-    if "distill" in recipe:
-        raise InkpackError("--converge: distill runs its own steps; use --steps/--finetune-steps")
     if not steps:
         raise InkpackError("--converge: give --steps N too (retraining on; adaptive drop-weight's sparsity rises over 2N/3)")
     kind = cfg.get("input_kind", "image")
@@ -168,7 +166,7 @@ def stage_run(args: argparse.Namespace, cfg: dict, alphabet, recipe: list[str], 
     task = Task(cfg, alphabet, val or args.data, limit=getattr(args, "val_limit", None), split="val",
                 val_seed=None if kind == "image" else SELECT_SEED)
     work = Path(getattr(args, "work", None) or str(out_stem(args.out)) + ".stages")
-    return StageRun(conv, lambda m: task.score(m, cfg), work, log)
+    return StageRun(conv, lambda m: task.score(m, cfg), work, log, selection=task)
 
 
 def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple[nn.Module, dict]:
@@ -222,19 +220,36 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         if narrow and args.criterion != "lstm-l2":
             raise InkpackError("distill: a student DBLSTM narrower than the teacher's is distilled with --criterion lstm-l2")
         t = get_task()
-        log(f"distill {args.criterion}: {steps} steps, then CTC fine-tune {args.finetune_steps} steps")
-        if narrow:
+        if run is not None:  # both stages to convergence, scored with the student's config
+            from inkpack.compress.distill import DistillStage, init_student
+
+            if not narrow:
+                init_student(student, teacher)
+            stage = DistillStage(teacher, student, t.batch, "lstm-l2-narrow" if narrow else args.criterion,
+                                 args.temperature)
+            scfg, sel = cfg, run.selection
+            run.score = lambda m: sel.score(m, scfg)
+            run("distill", student, stage, lr=args.lr, params=stage.params)
+            stage.finish(student)
+            run("finetune", student, t, lr=args.lr / 3)
+            notes.append(f"distill {args.criterion} from {tcfg.get('arch')} to convergence, then CTC fine-tuning")
+            model, base_params = student, count_params(teacher)
+        elif narrow:
+            log(f"distill lstm-l2 (narrow): {steps} steps, then CTC fine-tune {args.finetune_steps} steps")
             from inkpack.compress.distill import distill_narrow_lstm
 
             h = distill_narrow_lstm(teacher, student, t.batch, steps, lr=args.lr, log_every=max(1, steps // 5), log=log)
         else:
+            log(f"distill {args.criterion}: {steps} steps, then CTC fine-tune {args.finetune_steps} steps")
             h = distill(teacher, student, t.batch, args.criterion, steps, lr=args.lr, temperature=args.temperature,
                         log_every=max(1, steps // 5), log=log)
-        f = finetune_ctc(student, t.batch, args.finetune_steps, lr=args.lr / 3, log_every=max(1, args.finetune_steps // 5), log=log)
-        notes.append(f"distill {args.criterion} from {tcfg.get('arch')} ({steps} + {args.finetune_steps} CTC steps; "
-                     f"final distill loss {h['losses'][-1] if h['losses'] else None})")
-        model, base_params = student, count_params(teacher)
-        comp_extra = {"distill_losses": h["losses"][-1:], "finetune_losses": f["losses"][-1:]}
+        if run is None:
+            f = finetune_ctc(student, t.batch, args.finetune_steps, lr=args.lr / 3,
+                             log_every=max(1, args.finetune_steps // 5), log=log)
+            notes.append(f"distill {args.criterion} from {tcfg.get('arch')} ({steps} + {args.finetune_steps} CTC "
+                         f"steps; final distill loss {h['losses'][-1] if h['losses'] else None})")
+            model, base_params = student, count_params(teacher)
+            comp_extra = {"distill_losses": h["losses"][-1:], "finetune_losses": f["losses"][-1:]}
     if "tucker" in recipe and getattr(args, "tucker_table", None):  # only where measured faster
         from inkpack.compress.tucker_select import tucker_where_faster
 
