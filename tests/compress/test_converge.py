@@ -190,11 +190,12 @@ def test_latent_sharing_state_round_trip():
     assert state["updates"] == 0 and ls.state_dict()["updates"] == 1
 
 
-def test_compress_command_converges_and_resumes(base, tmp_path, tiny_tsv):
+@pytest.mark.parametrize("mode", ["latent", "centroids"])
+def test_compress_command_converges_and_resumes(base, tmp_path, tiny_tsv, mode):
     out = tmp_path / "conv"
     argv = ("compress", str(base), "--recipe", "svd+adw+kmeans", "--out", str(out), "--data", str(tiny_tsv),
             "--val", str(tiny_tsv), "--steps", "3", "--converge", "2:1:6", "--bits", "4", "--sparsity", "0.5",
-            "--batch-size", "4")
+            "--batch-size", "4", "--kmeans-train", mode)
     model, comp = compress(parse(*argv), log=lambda m: None)
     assert set(comp["converged"]) == {"svd", "adw", "kmeans"}
     assert all((tmp_path / "conv.stages" / f"{s}.pt").exists() for s in comp["converged"])

@@ -232,4 +232,5 @@ def share_weights(model: nn.Module, bits: int | dict[str, int], mode: str, task:
             log(f"k-means {bits} bits: {steps} centroid fine-tuning steps")
         retrain(model, task, steps, lr=lr or 1e-4, params=ws.parameters() + ws.other_parameters(),
                 after_backward=ws.sync_grads, after_step=ws.apply, offset=offset, log=log, run=run, stage="kmeans")
+        ws.apply()  # the model computes with the (best) centroids
     return ws
