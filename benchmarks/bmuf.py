@@ -232,6 +232,11 @@ SYNC_RUNS = {
     # the workers' AdamW moments averaged at each synchronization too (3x the bytes of a sync)
     "bmuf_tau8_eta0_warm_moments": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0",
                                     "--block-warmup", "345", "--block-moments"],
+    # the noise floor (not run yet): DDP and the best BMUF again with another seed (initial weights,
+    # batch order, augmentation), so that a gap can be set against the spread of one method
+    "ddp_seed2": ["--sync", "ddp", "--seed", "4321"],
+    "bmuf_tau8_eta0_warm_moments_seed2": ["--sync", "bmuf", "--block-steps", "8", "--block-momentum", "0",
+                                          "--block-warmup", "345", "--block-moments", "--seed", "4321"],
 }
 
 
