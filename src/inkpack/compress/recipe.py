@@ -147,7 +147,7 @@ def read_table(path: str) -> dict:
     return doc
 
 
-def stage_run(args: argparse.Namespace, cfg: dict, alphabet, recipe: list[str], steps: int,
+def stage_run(args: argparse.Namespace, cfg: dict, alphabet, steps: int,
               log: Callable[[str], None]) -> StageRun | None:
     """``--converge EVERY:PATIENCE[:MAX]``: every retraining stage to convergence, scored on
     ``--val`` (lines) or on a synthetic character stream that neither training nor the fixed
@@ -187,7 +187,7 @@ def compress(args: argparse.Namespace, log: Callable[[str], None] = print) -> tu
         raise InkpackError(f"{args.model}: already compressed; start from an uncompressed model")
     steps = int(args.steps or 0)
     task = None
-    run = stage_run(args, cfg, alphabet, recipe, steps, log)
+    run = stage_run(args, cfg, alphabet, steps, log)
 
     def get_task() -> Task:  # loaded only when a recipe retrains
         nonlocal task
