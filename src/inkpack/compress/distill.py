@@ -137,7 +137,7 @@ class DistillStage:
     in ``params``, the IP layer composed by ``finish``); the others are :func:`distill`'s (call
     :func:`init_student` first; ``params`` is the CNN and projection, the head fixed)."""
 
-    def __init__(self, teacher: nn.Module, student: nn.Module, batches: Callable[[int], Batch], criterion: str,
+    def __init__(self, teacher: nn.Module, student: nn.Module, batches: Callable[[int], Batch] | None, criterion: str,
                  temperature: float = 1.0) -> None:
         self.teacher, self.batches, self.criterion, self.temperature = teacher.eval(), batches, criterion, temperature
         self.narrow = criterion == "lstm-l2-narrow"
@@ -159,9 +159,13 @@ class DistillStage:
         for name in ("cnn",) if self.narrow else (*_HEAD, "dropout"):
             getattr(student, name).eval()
 
-    def loss(self, student: nn.Module, batch: Batch) -> Tensor:
+    def teacher_outputs(self, batch: Batch, upto: str | None = None) -> dict[str, Tensor]:
         with torch.no_grad():
-            t_out = outputs(self.teacher, batch.images, batch.widths, self.upto)
+            return outputs(self.teacher, batch.images, batch.widths, upto or self.upto)
+
+    def loss(self, student: nn.Module, batch: Batch, t_out: dict[str, Tensor] | None = None) -> Tensor:
+        """The criterion on one batch; ``t_out``: the teacher's outputs if already computed."""
+        t_out = t_out if t_out is not None else self.teacher_outputs(batch)
         s_out = outputs(student, batch.images, batch.widths, self.upto)
         lengths = torch.minimum(t_out["lengths"], s_out["lengths"])
         if self.narrow:
@@ -191,29 +195,21 @@ def distill(teacher: nn.Module, student: nn.Module, batches: Iterable[Batch] | C
         raise InkpackError(f"distill: unknown criterion {criterion!r} (one of {', '.join(CRITERIA)})")
     if copy_head:
         init_student(student, teacher)
-    params = freeze_head(student, True)
+    stage = DistillStage(teacher, student, None, criterion, temperature)  # the head frozen
+    params = stage.params
     opt = torch.optim.Adam(params, lr=lr)
-    teacher.eval()
-    w_ih = teacher_w_ih(teacher) if criterion == "cnn-mah" else None
-    upto = _NEEDS[criterion]
     history, it, t0 = [], _cycle(batches), time.perf_counter()
     try:
         for step in range(1, steps + 1):
             batch = next(it)
-            student.train()
-            for name in (*_HEAD, "dropout"):
-                getattr(student, name).eval()
+            stage.prepare(student)
             if cache is not None and step in cache:
                 t_out = cache[step]
-            else:
-                with torch.no_grad():
-                    t_out = outputs(teacher, batch.images, batch.widths, "logits" if cache is not None else upto)
+            else:  # cached outputs go up to the logits, so that every criterion can use them
+                t_out = stage.teacher_outputs(batch, "logits" if cache is not None else None)
                 if cache is not None:
                     cache[step] = t_out
-            s_out = outputs(student, batch.images, batch.widths, upto)
-            lengths = torch.minimum(t_out["lengths"], s_out["lengths"])
-            loss = distill_loss(criterion, t_out, s_out, lengths, temperature=temperature, w_ih=w_ih)
-            _update(opt, params, loss, clip, history)
+            _update(opt, params, stage.loss(student, batch, t_out), clip, history)
             _progress(history, step, steps, log_every, log, f"distill {criterion}")
     finally:
         freeze_head(student, False)
@@ -263,28 +259,21 @@ def distill_narrow_lstm(teacher: nn.Module, student: nn.Module, batches: Iterabl
     a linear adapter learnt with it, since the widths differ. Afterwards the student's IP layer is
     the teacher's composed with the adapter (``W_T A``, ``W_T a + b_T``), so the student starts
     CTC fine-tuning from the teacher's output layer. Returns the loss history."""
-    adapter = _narrow_setup(teacher, student)
-    params = list(student.lstm.parameters()) + list(adapter.parameters())
+    stage = DistillStage(teacher, student, None, "lstm-l2-narrow")  # CNN and projection copied, fixed
+    params = stage.params
     opt = torch.optim.Adam(params, lr=lr)
-    teacher.eval()
     history, it, t0 = [], _cycle(batches), time.perf_counter()
     try:
         for step in range(1, steps + 1):
             batch = next(it)
-            student.train()
-            student.cnn.eval()  # fixed, batch norm included
-            with torch.no_grad():
-                t_out = outputs(teacher, batch.images, batch.widths, "lstm")
-            s_out = outputs(student, batch.images, batch.widths, "lstm")
-            lengths = torch.minimum(t_out["lengths"], s_out["lengths"])
-            loss = distill_loss("lstm-l2", t_out, {"lstm": adapter(s_out["lstm"])}, lengths)
-            _update(opt, params, loss, clip, history)
+            stage.prepare(student)  # the fixed CNN's batch norm in eval mode
+            _update(opt, params, stage.loss(student, batch), clip, history)
             _progress(history, step, steps, log_every, log, "distill lstm-l2 (narrow)")
     finally:
         for p in student.parameters():
             p.requires_grad_(True)
         student.eval()
-    _compose_head(teacher, student, adapter)
+    _compose_head(teacher, student, stage.adapter)
     return {"criterion": "lstm-l2", "steps": steps, "losses": history, "seconds": time.perf_counter() - t0}
 
 
