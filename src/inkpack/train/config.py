@@ -79,6 +79,13 @@ class TrainConfig:
                                        "preprocessing, and validate it once before the first step (default: none)",
                                  metavar="MODEL")
     init_layers: list[str] | None = None
+    # knowledge distillation (inkpack.train.teacher): trained line models of the same height,
+    # frame rate and alphabet (several: their averaged outputs, an ensemble) whose per-frame
+    # distributions at ``teacher_temperature`` the student also learns, ``teacher_weight`` times
+    # the KL divergence from them added to the CTC loss
+    teacher: list[str] | None = None
+    teacher_weight: float = 1.0
+    teacher_temperature: float = 1.0
     init_resize: str = flag("union", "with --init-from, for characters of the data the model lacks: union keeps "
                                      "the model's characters and adds the new ones, new keeps only the data's "
                                      "characters, fail refuses", flag="--resize", choices=RESIZE)
@@ -126,6 +133,11 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"{path}: unknown config keys {sorted(map(str, unknown))}")
         resolve_paths(data, path, PATH_FIELDS)
+        if isinstance(data.get("teacher"), str):  # one model may be given without a list
+            data["teacher"] = [data["teacher"]]
+        if isinstance(data.get("teacher"), list):
+            base = Path(path).parent
+            data["teacher"] = [resolve_path(t, base) if isinstance(t, str) else t for t in data["teacher"]]
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
             cfg = cls(**data)
@@ -163,6 +175,13 @@ class TrainConfig:
         self.augment_config()  # a ConfigError naming augment_options and the key
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema: must be in [0, 1) (0 = off, e.g. 0.999), got {self.ema}")
+        if self.teacher is not None and not self.teacher:
+            raise ConfigError("teacher: an empty list (leave it out for no teacher)")
+        if not (math.isfinite(self.teacher_weight) and self.teacher_weight >= 0):
+            raise ConfigError(f"teacher_weight: must be a finite number >= 0, got {self.teacher_weight}")
+        if not (math.isfinite(self.teacher_temperature) and self.teacher_temperature > 0):
+            raise ConfigError(f"teacher_temperature: must be a finite number greater than 0, "
+                              f"got {self.teacher_temperature}")
         if self.sync not in SYNC:
             raise ConfigError(f"sync: must be one of {', '.join(SYNC)}, got {self.sync!r}")
         if self.block_steps < 1:

@@ -53,6 +53,7 @@ from inkpack.train.distributed import (
     scale_loss,
     wrap_model,
 )
+from inkpack.train.teacher import kd_loss
 from inkpack.train.sharding import DistributedBatchSampler, batch_cost, imbalance
 from inkpack.train.step_batches import BatchMaker, step_batches
 from inkpack.train.validate import restore_rng, trainable_lines, validate_lines
@@ -163,6 +164,12 @@ class Trainer(TrainerBase):
             pack_opts = pack_options(self.model)
         self.batch_maker = BatchMaker(self.train_batcher, cfg.batching, cfg.height, self.max_width, pack_opts)
         self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None
+        self.teachers = None
+        if cfg.teacher and cfg.teacher_weight:
+            from inkpack.train.teacher import Teachers
+
+            self.teachers = Teachers(cfg.teacher, self.alphabet, cfg.height, cfg.batching,
+                                     cfg.teacher_temperature, env.device)
         sizes = [(cfg.height, w) for w in self.train_set.widths]
         self.sampler = DistributedBatchSampler(
             self._epoch_batches, env.rank, env.world_size, sizes.__getitem__, SHARD_MODE[cfg.batching]
@@ -234,10 +241,14 @@ class Trainer(TrainerBase):
     # ---------------------------------------------------------------- steps
     def step_loss(self, batch: Batch, global_count: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         batch = batch.to(self.env.device)  # images only (a no-op on CPU); sizes stay on the CPU
+        out = train_forward(self.model, batch) if self.ddp is None else self.ddp(batch)
+        loss = training_loss(self.model, out, batch)
+        if self.teachers is not None:  # knowledge distillation (inkpack.train.teacher)
+            t_lp, t_len = self.teachers.log_probs(batch)
+            loss = loss + self.cfg.teacher_weight * kd_loss(out[0], out[1], t_lp, t_len,
+                                                             self.cfg.teacher_temperature)
         if self.ddp is None:
-            loss = training_loss(self.model, train_forward(self.model, batch), batch)
             return loss, loss
-        loss = training_loss(self.model, self.ddp(batch), batch)
         return loss, scale_loss(loss * len(batch), global_count or len(batch), self.env.world_size)
 
     @property
