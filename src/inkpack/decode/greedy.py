@@ -116,27 +116,41 @@ def forced_alignment(log_probs, labels: list[int], length: int | None = None) ->
     skip = np.full(n_s, -np.inf)  # s-2 -> s allowed (0): a label unlike the label before it
     skip[3::2] = np.where(ext[3::2] != ext[1:-2:2], 0.0, -np.inf)
     emit = lp[:, ext]  # [T, S]
-    score = np.full(n_s, -np.inf)
-    score[:2] = emit[0, :2]
-    back = np.zeros((n_t, n_s), dtype=np.int8)  # 0 stay, 1 from s-1, 2 from s-2
-    cand = np.full((3, n_s), -np.inf)
+    # forward pass keeping every frame's scores; the best predecessor is found again while
+    # tracing back (stay, then s-1, then s-2 on ties): a few array operations per frame
+    scores = np.full((n_t, n_s), -np.inf)
+    scores[0, :2] = emit[0, :2]
+    one, two, best = np.full(n_s, -np.inf), np.full(n_s, -np.inf), np.empty(n_s)
     for t in range(1, n_t):
-        cand[0] = score
-        cand[1, 1:] = score[:-1]
-        cand[2, 2:] = score[:-2] + skip[2:]
-        back[t] = cand.argmax(axis=0)
-        score = cand.max(axis=0) + emit[t]
-    s = n_s - 1 if score[-1] >= score[-2] else n_s - 2
-    if not np.isfinite(score[s]):
+        prev = scores[t - 1]
+        one[1:] = prev[:-1]  # one[0] and two[:2] stay -inf
+        np.add(prev[:-2], skip[2:], out=two[2:])
+        np.maximum(prev, one, out=best)
+        np.maximum(best, two, out=best)
+        np.add(best, emit[t], out=scores[t])
+    last = scores[-1]
+    s = n_s - 1 if last[-1] >= last[-2] else n_s - 2
+    if not np.isfinite(last[s]):
         return None
     states = np.empty(n_t, dtype=np.int64)
-    for t in range(n_t - 1, -1, -1):
+    rows = scores.tolist()
+    skips = skip.tolist()
+    for t in range(n_t - 1, 0, -1):
         states[t] = s
-        s -= back[t, s]
-    conf, starts, ends = [], [], []
-    for i in range(n):
-        frames = np.flatnonzero(states == 2 * i + 1)
-        conf.append(float(np.exp(lp[frames, labels[i]].max())))
-        starts.append(int(frames[0]))
-        ends.append(int(frames[-1]))
+        prev = rows[t - 1]
+        best, move = prev[s], 0
+        if s >= 1 and prev[s - 1] > best:
+            best, move = prev[s - 1], 1
+        if s >= 2 and prev[s - 2] + skips[s] > best:
+            move = 2
+        s -= move
+    states[0] = s
+    # the path is monotone and visits every label state: label i's frames are one run
+    frames = np.flatnonzero(states % 2 == 1)
+    lab = (states[frames] - 1) // 2
+    run = np.flatnonzero(np.diff(lab)) + 1
+    first = np.concatenate([[0], run])
+    last_f = np.concatenate([run, [len(frames)]]) - 1
+    conf = np.exp(np.maximum.reduceat(lp[frames, ext[states[frames]]], first)).tolist()
+    starts, ends = frames[first].tolist(), frames[last_f].tolist()
     return GreedyAlignment(list(labels), conf, starts, ends)
