@@ -79,6 +79,9 @@ class TrainConfig:
                                        "preprocessing, and validate it once before the first step (default: none)",
                                  metavar="MODEL")
     init_layers: list[str] | None = None
+    init_resize: str = flag("union", "with --init-from, for characters of the data the model lacks: union keeps "
+                                     "the model's characters and adds the new ones, new keeps only the data's "
+                                     "characters, fail refuses", flag="--resize", choices=RESIZE)
     # knowledge distillation (inkpack.train.teacher): trained line models of the same height,
     # frame rate and alphabet (several: their averaged outputs, an ensemble) whose per-frame
     # distributions at ``teacher_temperature`` the student also learns, ``teacher_weight`` times
@@ -86,9 +89,6 @@ class TrainConfig:
     teacher: list[str] | None = None
     teacher_weight: float = 1.0
     teacher_temperature: float = 1.0
-    init_resize: str = flag("union", "with --init-from, for characters of the data the model lacks: union keeps "
-                                     "the model's characters and adds the new ones, new keeps only the data's "
-                                     "characters, fail refuses", flag="--resize", choices=RESIZE)
     images_dir: str | None = flag(None, "PAGE-XML data: look for page images here first (default: next to the "
                                         "XML, its parent, the OCR-D workspace root)", flag="--images", metavar="DIR")
     progress: bool = True
