@@ -53,9 +53,9 @@ from inkpack.train.distributed import (
     scale_loss,
     wrap_model,
 )
-from inkpack.train.teacher import kd_loss
 from inkpack.train.sharding import DistributedBatchSampler, batch_cost, imbalance
 from inkpack.train.step_batches import BatchMaker, step_batches
+from inkpack.train.teacher import Teachers, kd_loss
 from inkpack.train.validate import restore_rng, trainable_lines, validate_lines
 
 # cost model of a rank's share under each batching (pad-max pads all alike: cost = count)
@@ -166,8 +166,6 @@ class Trainer(TrainerBase):
         self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None
         self.teachers = None
         if cfg.teacher and cfg.teacher_weight:
-            from inkpack.train.teacher import Teachers
-
             self.teachers = Teachers(cfg.teacher, self.alphabet, cfg.height, cfg.batching,
                                      cfg.teacher_temperature, env.device)
         sizes = [(cfg.height, w) for w in self.train_set.widths]
