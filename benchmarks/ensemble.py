@@ -34,8 +34,7 @@ def combine(per_model: list[list[np.ndarray]], how: str) -> list[np.ndarray]:
     """Average the models' outputs line by line (``prob`` or ``logprob``), as log-probabilities."""
     lines = []
     for outs in zip(*per_model):
-        t = min(o.shape[0] for o in outs)
-        if any(o.shape[0] != t for o in outs):
+        if len({o.shape[0] for o in outs}) > 1:
             raise SystemExit("ensemble: the models' frame counts differ (height or frame rate)")
         stack = np.stack(outs)
         if how == "prob":

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from inkpack.batching import Batch
 from inkpack.errors import InkpackError
 from inkpack.train.base import optimizer_step, train_keep_norm
-from inkpack.train.ctc import ctc_loss, run_model
+from inkpack.train.ctc import ctc_loss, frame_mask, run_model
 
 __all__ = [
     "CRITERIA",
@@ -54,11 +54,6 @@ __all__ = [
 CRITERIA = ("softmax-ce", "ip-l2", "lstm-l2", "cnn-l2", "cnn-mah")
 _NEEDS = {"cnn-l2": "feats", "cnn-mah": "feats", "lstm-l2": "lstm", "ip-l2": "logits", "softmax-ce": "logits"}
 _HEAD = ("lstm", "fc")
-
-
-def frame_mask(lengths: Tensor, frames: int) -> Tensor:
-    """[T, B] bool, True on the real frames of each sequence."""
-    return torch.arange(frames, device=lengths.device)[:, None] < lengths[None, :]
 
 
 def outputs(model: nn.Module, images: Tensor, widths: Tensor, upto: str = "logits") -> dict[str, Tensor]:

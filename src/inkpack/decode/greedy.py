@@ -120,14 +120,14 @@ def forced_alignment(log_probs, labels: list[int], length: int | None = None) ->
     # tracing back (stay, then s-1, then s-2 on ties): a few array operations per frame
     scores = np.full((n_t, n_s), -np.inf)
     scores[0, :2] = emit[0, :2]
-    one, two, best = np.full(n_s, -np.inf), np.full(n_s, -np.inf), np.empty(n_s)
+    one, two, top = np.full(n_s, -np.inf), np.full(n_s, -np.inf), np.empty(n_s)
     for t in range(1, n_t):
         prev = scores[t - 1]
         one[1:] = prev[:-1]  # one[0] and two[:2] stay -inf
         np.add(prev[:-2], skip[2:], out=two[2:])
-        np.maximum(prev, one, out=best)
-        np.maximum(best, two, out=best)
-        np.add(best, emit[t], out=scores[t])
+        np.maximum(prev, one, out=top)
+        np.maximum(top, two, out=top)
+        np.add(top, emit[t], out=scores[t])
     last = scores[-1]
     s = n_s - 1 if last[-1] >= last[-2] else n_s - 2
     if not np.isfinite(last[s]):

@@ -25,7 +25,7 @@ from inkpack.jsonio import read_text
 BATCHING = ("pad-max", "pad-min", "pack")
 SYNC = ("ddp", "bmuf")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see inkpack.train.ema.Precision
-PATH_FIELDS = ("train", "val", "out", "init_from", "images_dir")
+PATH_FIELDS = ("train", "val", "out", "init_from", "teacher", "images_dir")
 MIN_HEIGHT = 8
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -132,12 +132,9 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"{path}: unknown config keys {sorted(map(str, unknown))}")
-        resolve_paths(data, path, PATH_FIELDS)
         if isinstance(data.get("teacher"), str):  # one model may be given without a list
             data["teacher"] = [data["teacher"]]
-        if isinstance(data.get("teacher"), list):
-            base = Path(path).parent
-            data["teacher"] = [resolve_path(t, base) if isinstance(t, str) else t for t in data["teacher"]]
+        resolve_paths(data, path, PATH_FIELDS)
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
             cfg = cls(**data)
@@ -241,6 +238,8 @@ def resolve_paths(data: dict, config_path: str, names: tuple[str, ...]) -> dict:
     for name in names:
         if isinstance(data.get(name), str) and data[name]:
             data[name] = resolve_path(data[name], base)
+        elif isinstance(data.get(name), list):  # a list of paths (teacher)
+            data[name] = [resolve_path(v, base) if isinstance(v, str) and v else v for v in data[name]]
     return data
 
 

@@ -25,6 +25,11 @@ def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, batch: Batch) -> torch
     return loss / max(1, len(batch))
 
 
+def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """[T, B] bool, True on the real frames of each sequence."""
+    return torch.arange(frames, device=lengths.device)[:, None] < lengths[None, :]
+
+
 def run_model(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded or packed forward pass of an image model on ``batch``."""
     if batch.packing is not None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from inkpack.batching import Batch
 from inkpack.data.alphabet import Alphabet
 from inkpack.errors import ConfigError, InkpackError
-from inkpack.train.ctc import run_model
+from inkpack.train.ctc import frame_mask, run_model
 
 
 class Teachers:
@@ -80,6 +80,5 @@ def kd_loss(student_logits: torch.Tensor, lengths: torch.Tensor, teacher_lp: tor
                            "frame rate")
     s_lp = F.log_softmax(student_logits.float() / temperature, dim=-1)
     kl = (teacher_lp.exp() * (teacher_lp - s_lp)).sum(-1)  # [T, B]
-    t = torch.arange(kl.shape[0], device=kl.device)[:, None]
-    kl = torch.where(t < lengths.to(kl.device)[None, :], kl, torch.zeros_like(kl))
+    kl = torch.where(frame_mask(lengths.to(kl.device), kl.shape[0]), kl, torch.zeros_like(kl))
     return kl.sum() / max(1, kl.shape[1]) * temperature ** 2
