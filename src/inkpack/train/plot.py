@@ -61,31 +61,40 @@ def plot_ink_curves(history: list[dict], out: str | Path) -> None:
     _save(fig, out)
 
 
-def plot_runs(runs: dict[str, list[dict]], out: str | Path, metric: str = "val_cer") -> None:
-    """Several runs' ``metric`` (a rate) against training minutes in one PNG, e.g. runs side by
-    side at equal time budgets: ``python -m inkpack.train.plot OUT.png LABEL=history.json ...``."""
+def plot_runs(runs: dict[str, list[dict]], out: str | Path, metric: str = "val_cer",
+              by_epoch: bool = False) -> dict[str, list[tuple[float, float]]]:
+    """Several runs' ``metric`` (a rate) against training minutes, or against epochs with
+    ``by_epoch`` (for runs whose minutes mix different machine loads), in one PNG, e.g. runs side
+    by side at equal time budgets: ``python -m inkpack.train.plot [--by-epoch] OUT.png
+    LABEL=history.json ...``. Returns the plotted points (x, metric in %) of each run."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    plotted = {}
     for label, history in runs.items():
-        pts = [(h["elapsed_s"] / 60, 100 * h[metric]) for h in history if h.get(metric) is not None]
+        pts = [(h["epoch"] if by_epoch else h["elapsed_s"] / 60, 100 * h[metric])
+               for h in history if h.get(metric) is not None]
         if pts:
             ax.plot(*zip(*pts), "o-", ms=3, label=f"{label} (last {pts[-1][1]:.1f}%)")
-    ax.set_xlabel("training time (min)")
+            plotted[label] = pts
+    ax.set_xlabel("epoch" if by_epoch else "training time (min)")
     ax.set_ylabel(metric.replace("_", " ").replace("cer", "CER").replace("wer", "WER") + " %")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, out)
+    return plotted
 
 
 def main(argv: list[str] | None = None) -> int:
     import json
     import sys
 
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    by_epoch = bool(args) and args[0] == "--by-epoch"
+    args = args[by_epoch:]
     if len(args) < 2 or any("=" not in a for a in args[1:]):
-        print("usage: python -m inkpack.train.plot OUT.png LABEL=history.json [LABEL=history.json ...]",
-              file=sys.stderr)
+        print("usage: python -m inkpack.train.plot [--by-epoch] OUT.png LABEL=history.json "
+              "[LABEL=history.json ...]", file=sys.stderr)
         return 2
     runs = {}
     for a in args[1:]:
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             print(f"{path}: cannot read a history ({e})", file=sys.stderr)
             return 1
-    plot_runs(runs, args[0])
+    plot_runs(runs, args[0], by_epoch=by_epoch)
     return 0
 
 
