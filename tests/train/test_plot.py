@@ -34,4 +34,6 @@ def test_command_line_writes_the_png_or_names_the_bad_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{tmp_path / 'missing.json'}: cannot read a history") and "\n" not in err
     assert main([str(tmp_path / "x.png"), "no-label"]) == 2 and not (tmp_path / "x.png").exists()
-    assert main(["--by-epoch", str(tmp_path / "e.png"), f"run={h}"]) == 0 and (tmp_path / "e.png").exists()
+    assert main(["--by-epoch", "--ymax", "50", str(tmp_path / "e.png"), f"run={h}"]) == 0
+    assert (tmp_path / "e.png").exists()
+    assert main(["--ymax", "x", str(tmp_path / "y.png"), f"run={h}"]) == 2 and not (tmp_path / "y.png").exists()

@@ -62,11 +62,12 @@ def plot_ink_curves(history: list[dict], out: str | Path) -> None:
 
 
 def plot_runs(runs: dict[str, list[dict]], out: str | Path, metric: str = "val_cer",
-              by_epoch: bool = False) -> dict[str, list[tuple[float, float]]]:
+              by_epoch: bool = False, ymax: float | None = None) -> dict[str, list[tuple[float, float]]]:
     """Several runs' ``metric`` (a rate) against training minutes, or against epochs with
     ``by_epoch`` (for runs whose minutes mix different machine loads), in one PNG, e.g. runs side
-    by side at equal time budgets: ``python -m inkpack.train.plot [--by-epoch] OUT.png
-    LABEL=history.json ...``. Returns the plotted points (x, metric in %) of each run."""
+    by side at equal time budgets: ``python -m inkpack.train.plot [--by-epoch] [--ymax PCT] OUT.png
+    LABEL=history.json ...``; ``ymax`` cuts the y axis there to show where the runs end.
+    Returns the plotted points (x, metric in %) of each run."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     plotted = {}
     for label, history in runs.items():
@@ -76,6 +77,8 @@ def plot_runs(runs: dict[str, list[dict]], out: str | Path, metric: str = "val_c
             ax.plot(*zip(*pts), "o-", ms=3, label=f"{label} (last {pts[-1][1]:.1f}%)")
             plotted[label] = pts
     ax.set_xlabel("epoch" if by_epoch else "training time (min)")
+    if ymax is not None:
+        ax.set_ylim(top=ymax)
     ax.set_ylabel(metric.replace("_", " ").replace("cer", "CER").replace("wer", "WER") + " %")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
@@ -90,11 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
-    by_epoch = bool(args) and args[0] == "--by-epoch"
-    args = args[by_epoch:]
+    usage = "usage: python -m inkpack.train.plot [--by-epoch] [--ymax PCT] OUT.png LABEL=history.json [...]"
+    by_epoch, ymax = False, None
+    while args and args[0] in ("--by-epoch", "--ymax"):
+        flag = args.pop(0)
+        if flag == "--by-epoch":
+            by_epoch = True
+            continue
+        value = args.pop(0) if args else ""
+        try:
+            ymax = float(value)
+        except ValueError:
+            print(f"--ymax: expected a percentage, not {value!r}", file=sys.stderr)
+            return 2
     if len(args) < 2 or any("=" not in a for a in args[1:]):
-        print("usage: python -m inkpack.train.plot [--by-epoch] OUT.png LABEL=history.json "
-              "[LABEL=history.json ...]", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     runs = {}
     for a in args[1:]:
@@ -104,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             print(f"{path}: cannot read a history ({e})", file=sys.stderr)
             return 1
-    plot_runs(runs, args[0], by_epoch=by_epoch)
+    plot_runs(runs, args[0], by_epoch=by_epoch, ymax=ymax)
     return 0
 
 
